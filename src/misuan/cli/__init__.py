@@ -1,0 +1,1 @@
+"""The ``misuan`` command: thin over the SDK."""

@@ -1,0 +1,241 @@
+"""``misuan`` command line. Every command that prints a result takes --json."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..errors import MisuanError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="misuan (密算): confidential computing for large models on SPU.")
+node_app = typer.Typer(no_args_is_help=True, help="Run a compute node (one party).")
+cluster_app = typer.Typer(no_args_is_help=True, help="Create, start, inspect and stop clusters.")
+audit_app = typer.Typer(no_args_is_help=True, help="Verify the nodes' hash-chained audit logs.")
+token_app = typer.Typer(no_args_is_help=True, help="Issue bearer tokens for principals.")
+app.add_typer(node_app, name="node")
+app.add_typer(cluster_app, name="cluster")
+app.add_typer(audit_app, name="audit")
+app.add_typer(token_app, name="token")
+
+out = Console()
+err = Console(stderr=True)
+DEFAULT_DIR = Path.home() / ".misuan" / "cluster"
+
+DirOpt = typer.Option(DEFAULT_DIR, "--dir", "-d", help="cluster directory")
+JsonOpt = typer.Option(False, "--json", help="machine-readable output")
+
+
+def _emit_json(obj) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def _fmt_bytes(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+# ------------------------------------------------------------------ node
+
+
+@node_app.command("serve")
+def node_serve(config: Path = typer.Option(..., "--config", "-c", help="node.toml")):
+    """Run one node in the foreground."""
+    from ..node.server import serve
+
+    try:
+        serve(config)
+    except MisuanError as exc:
+        sys.stderr.write(f"misuan node refuses to start: {exc}\n")
+        raise typer.Exit(2)
+
+
+# ------------------------------------------------------------------ cluster
+
+
+@cluster_app.command("init")
+def cluster_init(
+    dir: Path = DirOpt,
+    parties: int = typer.Option(3, "--parties", "-n"),
+    hosts: Optional[str] = typer.Option(None, "--hosts", help="comma-separated host per party"),
+    tls: Optional[bool] = typer.Option(None, "--tls/--no-tls", help="TLS for control API and links (default: on unless all loopback)"),
+    protocol: Optional[str] = typer.Option(None, "--protocol", help="ABY3 (3 parties) | CHEETAH (2) | SEMI2K"),
+    force: bool = typer.Option(False, "--force"),
+    as_json: bool = JsonOpt,
+):
+    """Write a cluster file, node configs, tokens, keys and certificates."""
+    from ..cluster.init import init_cluster
+
+    res = init_cluster(dir, parties=parties, hosts=hosts.split(",") if hosts else None, tls=tls, protocol=protocol, force=force)
+    info = {"dir": str(res.dir), "cluster_file": str(res.cluster_file), "parties": res.parties, "protocol": res.protocol, "tls": res.tls}
+    if as_json:
+        _emit_json(info)
+    else:
+        out.print(f"cluster initialised in {res.dir}: {res.parties} parties, {res.protocol}, TLS {'on' if res.tls else 'off'}")
+
+
+def _states_table(title: str, states) -> Table:
+    t = Table(title=title)
+    for c in ("rank", "id", "url", "pid", "state", "note"):
+        t.add_column(c)
+    for s in states:
+        t.add_row(str(s.rank), s.id, s.url, str(s.pid or "-"), "healthy" if s.healthy else ("running" if s.running else "stopped"), s.note)
+    return t
+
+
+@cluster_app.command("up")
+def cluster_up(
+    dir: Path = DirOpt,
+    parties: int = typer.Option(3, "--parties", "-n"),
+    tls: bool = typer.Option(False, "--tls/--no-tls", help="TLS when the cluster is created here"),
+    as_json: bool = JsonOpt,
+):
+    """Start every local node (creating the cluster if needed); wait until linked."""
+    from ..cluster.local import up
+
+    if not as_json:
+        with err.status("starting nodes and checking the SPU link…"):
+            states = up(dir, parties=parties, tls=tls)
+    else:
+        states = up(dir, parties=parties, tls=tls)
+    if as_json:
+        _emit_json([s.__dict__ for s in states])
+    else:
+        out.print(_states_table(f"misuan cluster {dir}", states))
+
+
+@cluster_app.command("down")
+def cluster_down(dir: Path = DirOpt, as_json: bool = JsonOpt):
+    """Stop every local node; harmless when nothing runs."""
+    from ..cluster.local import down
+
+    states = down(dir)
+    if as_json:
+        _emit_json([s.__dict__ for s in states])
+    else:
+        out.print(_states_table(f"misuan cluster {dir}", states))
+
+
+@cluster_app.command("status")
+def cluster_status(dir: Path = DirOpt, as_json: bool = JsonOpt):
+    """Health, protocol, uptime, resident assets and memory of each node."""
+    from ..cluster.local import status
+
+    rows = status(dir)
+    if as_json:
+        _emit_json(rows)
+        return
+    t = Table(title=f"misuan cluster {dir}")
+    for c in ("rank", "id", "health", "protocol", "uptime", "sessions", "assets", "rss", "workers rss", "store"):
+        t.add_column(c)
+    for r in rows:
+        if not r["healthy"]:
+            t.add_row(str(r["rank"]), r["id"], "[red]down[/red]", "-", "-", "-", "-", "-", "-", "-")
+            continue
+        assets = ", ".join(f"{a['name']}@{a['version']}" for a in r["assets"]) or "-"
+        t.add_row(
+            str(r["rank"]), r["id"], "[green]ok[/green]", f"{r['protocol']}/{r['field']}", f"{r['uptime_s']:.0f} s",
+            str(len(r["sessions"])), assets, _fmt_bytes(r["rss_bytes"]), _fmt_bytes(r["workers_rss_bytes"]), _fmt_bytes(r["store_bytes"]),
+        )
+    out.print(t)
+    if any(not r["healthy"] for r in rows):
+        raise typer.Exit(1)
+
+
+# ------------------------------------------------------------------ audit
+
+
+@audit_app.command("verify")
+def audit_verify(dir: Path = DirOpt, as_json: bool = JsonOpt):
+    """Recompute every node's audit chain; report the first broken row."""
+    from ..node.audit import verify_chain
+
+    d = dir.expanduser().resolve()
+    dbs = sorted(d.glob("node*/state.db"))
+    if not dbs:
+        raise MisuanError(f"no node state found under {d}")
+    reports = [verify_chain(p) for p in dbs]
+    if as_json:
+        _emit_json([r.__dict__ for r in reports])
+    else:
+        t = Table(title="audit chains")
+        for c in ("node", "rows", "result", "first broken row", "reason"):
+            t.add_column(c)
+        for r in reports:
+            t.add_row(Path(r.path).parent.name, str(r.rows), "[green]ok[/green]" if r.ok else "[red]BROKEN[/red]", str(r.first_broken or "-"), r.reason)
+        out.print(t)
+    if not all(r.ok for r in reports):
+        raise typer.Exit(1)
+
+
+# ------------------------------------------------------------------ tokens
+
+
+@token_app.command("issue")
+def token_issue(name: str, dir: Path = DirOpt, as_json: bool = JsonOpt):
+    """Derive the bearer token of principal NAME (needs a node's cluster secret)."""
+    from ..node.auth import issue_token
+
+    secrets = sorted(dir.expanduser().resolve().glob("node*/cluster.secret"))
+    if not secrets:
+        raise MisuanError(f"no cluster secret under {dir}; run this where the cluster was initialised")
+    token = issue_token(secrets[0].read_bytes().strip(), name)
+    if as_json:
+        _emit_json({"principal": name, "token": token})
+    else:
+        out.print(token, markup=False, highlight=False)
+
+
+# ------------------------------------------------------------------ selftest
+
+
+@app.command("selftest")
+def selftest_cmd(
+    dir: Optional[Path] = typer.Option(None, "--dir", "-d", help="use/bring up the cluster in this directory (default: a temporary one)"),
+    parties: int = typer.Option(3, "--parties", "-n"),
+    as_json: bool = JsonOpt,
+):
+    """Secret matrix product + softmax on real node processes, checked against plaintext."""
+    from ..selftest import selftest
+
+    if as_json:
+        res = selftest(dir, parties=parties)
+        _emit_json(res)
+    else:
+        with err.status(f"bringing up {parties} nodes and computing softmax(x @ w) under MPC…"):
+            res = selftest(dir, parties=parties)
+        t = Table(title="misuan selftest")
+        t.add_column("check")
+        t.add_column("value")
+        t.add_row("program", res["program"])
+        t.add_row("parties / protocol", f"{res['parties']} / {res['protocol']} (node pids {', '.join(map(str, res['node_pids']))})")
+        t.add_row("max |secure - plaintext|", f"{res['max_abs_error']:.2e} (tolerance {res['tolerance']:.0e})")
+        t.add_row("time (total / link / compute)", f"{res['seconds']:.2f} s / {res['link_seconds']:.2f} s / {res['compute_seconds']:.2f} s")
+        t.add_row("bytes exchanged (sent, all nodes)", f"{_fmt_bytes(res['send_bytes'])} in {res['rounds']} rounds")
+        t.add_row("result", "[green]PASS[/green]" if res["ok"] else "[red]FAIL[/red]")
+        out.print(t)
+    if not res["ok"]:
+        raise typer.Exit(1)
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=True)
+    except MisuanError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
+

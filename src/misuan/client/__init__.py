@@ -1,0 +1,1 @@
+"""The client SDK: talks to every node, keeps plaintext at the edge."""

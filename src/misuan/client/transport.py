@@ -1,0 +1,130 @@
+"""HTTP transport to one node; translates httpx and API errors to misuan errors."""
+
+from __future__ import annotations
+
+import ssl
+
+import httpx
+
+from .. import errors as E
+from ..config import ClusterConfig, PartySpec
+
+_BY_NAME = {
+    cls.__name__: cls
+    for cls in (
+        E.InvalidInput,
+        E.AuthError,
+        E.PermissionDenied,
+        E.NotFound,
+        E.Conflict,
+        E.IntegrityError,
+        E.ComputeError,
+        E.ConfigError,
+    )
+}
+_BY_STATUS = {401: E.AuthError, 403: E.PermissionDenied, 404: E.NotFound, 409: E.Conflict, 422: E.InvalidInput}
+
+
+class NodeClient:
+    """Typed calls to one node's control API."""
+
+    def __init__(self, cluster: ClusterConfig, party: PartySpec, token: str):
+        self.party = party
+        self.name = f"node {party.rank} ({party.id} at {party.control_url})"
+        t = cluster.timeouts
+        verify: ssl.SSLContext | bool = True
+        if cluster.tls:
+            verify = ssl.create_default_context(cafile=str(cluster.ca_cert))
+        self._read_timeout = t.http_read_s
+        self._http = httpx.Client(
+            base_url=party.control_url,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=httpx.Timeout(t.http_read_s, connect=t.http_connect_s),
+            verify=verify,
+        )
+
+    def __repr__(self) -> str:
+        return f"NodeClient({self.name})"
+
+    def close(self) -> None:
+        self._http.close()
+
+    # ------------------------------------------------------------ plumbing
+
+    def _request(self, method: str, path: str, *, timeout: float | None | str = "default", **kw) -> httpx.Response:
+        extra = {} if timeout == "default" else {"timeout": httpx.Timeout(timeout, connect=self._http.timeout.connect)}
+        try:
+            resp = self._http.request(method, path, **extra, **kw)
+        except httpx.ConnectError:
+            raise E.NodeUnavailable(f"{self.name} is unreachable", party=self.party.rank, url=self.party.control_url) from None
+        except httpx.TimeoutException:
+            raise E.NodeTimeout(f"{self.name} did not answer in time", party=self.party.rank, url=self.party.control_url) from None
+        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError):
+            raise E.NodeUnavailable(
+                f"{self.name} dropped the connection (node stopped?)", party=self.party.rank, url=self.party.control_url
+            ) from None
+        except httpx.HTTPError as exc:
+            raise E.NodeError(f"{self.name}: {type(exc).__name__}", party=self.party.rank, url=self.party.control_url) from None
+        if resp.status_code >= 400:
+            self._raise(resp)
+        return resp
+
+    def _raise(self, resp: httpx.Response) -> None:
+        try:
+            body = resp.json()
+            kind, message, peer = body.get("error"), body.get("message"), body.get("peer")
+        except ValueError:
+            kind, message, peer = None, None, None
+        if isinstance(peer, int) and peer != self.party.rank:
+            # This node is fine; it reports that another one went silent.
+            err = E.NodeTimeout(f"node {peer} stopped answering on the SPU link (reported by {self.name})", party=peer, url=None)
+            err.reported_by = self.party.rank  # type: ignore[attr-defined]
+            raise err
+        cls = _BY_NAME.get(kind) or _BY_STATUS.get(resp.status_code, E.NodeError)
+        text = f"{self.name}: {message or resp.reason_phrase or resp.status_code}"
+        if issubclass(cls, E.NodeError):
+            raise cls(text, party=self.party.rank, url=self.party.control_url)
+        err = cls(text)
+        err.party = self.party.rank  # type: ignore[attr-defined]
+        raise err
+
+    # ------------------------------------------------------------ API
+
+    def health(self) -> dict:
+        return self._request("GET", "/v1/health").json()
+
+    def status(self) -> dict:
+        return self._request("GET", "/v1/status").json()
+
+    def audit(self, n: int = 50) -> list[dict]:
+        return self._request("GET", "/v1/audit", params={"n": n}).json()
+
+    def create_session(self, sid: str, kind: str = "run") -> str:
+        return self._request("POST", "/v1/sessions", json={"session_id": sid, "kind": kind}).json()["link_address"]
+
+    def link(self, sid: str, addresses: list[str], timeout: float) -> float:
+        return self._request("POST", f"/v1/sessions/{sid}/link", json={"addresses": addresses}, timeout=timeout).json()["seconds"]
+
+    def ping(self, sid: str, nonce: str) -> None:
+        self._request("POST", f"/v1/sessions/{sid}/ping", json={"nonce": nonce})
+
+    def put_var(self, sid: str, name: str, data: bytes) -> None:
+        self._request(
+            "PUT", f"/v1/sessions/{sid}/vars/{name}", content=data, headers={"Content-Type": "application/octet-stream"}
+        )
+
+    def get_var(self, sid: str, name: str) -> bytes:
+        return self._request("GET", f"/v1/sessions/{sid}/vars/{name}").content
+
+    def run(self, sid: str, program: bytes, sha256: str) -> dict:
+        # No read timeout: a run ends when it ends; peers time out on the link if one of them is lost.
+        return self._request(
+            "POST",
+            f"/v1/sessions/{sid}/run",
+            content=program,
+            headers={"Content-Type": "application/octet-stream", "X-Misuan-Program-Sha256": sha256},
+            timeout=None,
+        ).json()
+
+    def close_session(self, sid: str, timeout: float = 30) -> None:
+        self._request("DELETE", f"/v1/sessions/{sid}", timeout=timeout)

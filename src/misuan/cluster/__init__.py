@@ -1,0 +1,1 @@
+"""Cluster tooling: certificates, cluster files, local node processes."""

@@ -1,0 +1,324 @@
+"""Typed, frozen configuration; the only module that reads config files.
+
+Two files describe a deployment:
+
+* ``cluster.toml`` (public, shared with every node and client): the parties,
+  their control URLs and link addresses, the MPC protocol and field, TLS and
+  timeouts. A client also finds its bearer token through it (``token_file``).
+* ``node.toml`` (one per node, private to that node's operator): which party
+  this node is, where its state lives, its TLS key pair and storage key.
+
+Both are parsed once, at the entry point, into frozen dataclasses. Every
+consistency problem raises :class:`~misuan.errors.ConfigError` with a one-line
+reason, so a node refuses to start and says why.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import stat
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlparse
+
+from .errors import ConfigError
+
+#: parties each protocol needs (SPU's own constraints).
+PROTOCOL_PARTIES: dict[str, tuple[int, ...]] = {
+    "ABY3": (3,),
+    "CHEETAH": (2,),
+    "SEMI2K": (2, 3, 4, 5),
+}
+FIELDS = ("FM32", "FM64", "FM128")
+DEFAULT_PROTOCOL = {3: "ABY3", 2: "CHEETAH"}
+
+
+@dataclass(frozen=True)
+class MpcSettings:
+    """What every party must agree on to compute together."""
+
+    protocol: str = "ABY3"
+    field: str = "FM64"
+    fxp_fraction_bits: int = 18
+
+    def check(self, parties: int) -> None:
+        if self.protocol not in PROTOCOL_PARTIES:
+            raise ConfigError(f"unknown protocol {self.protocol!r}; expected one of {sorted(PROTOCOL_PARTIES)}")
+        if parties not in PROTOCOL_PARTIES[self.protocol]:
+            raise ConfigError(
+                f"protocol {self.protocol} needs {_or(PROTOCOL_PARTIES[self.protocol])} parties, the cluster file lists {parties}"
+            )
+        if self.field not in FIELDS:
+            raise ConfigError(f"unknown field {self.field!r}; expected one of {list(FIELDS)}")
+        limit = {"FM32": 14, "FM64": 30, "FM128": 60}[self.field]
+        if not 1 <= self.fxp_fraction_bits <= limit:
+            raise ConfigError(f"fxp_fraction_bits must be in 1..{limit} for {self.field}, got {self.fxp_fraction_bits}")
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    """Timeouts shared by clients and nodes (seconds unless named _ms)."""
+
+    #: how long a party waits for one message from a peer before the run fails.
+    link_recv_ms: int = 60_000
+    #: how long a party tries to reach its peers when a session links.
+    link_connect_s: float = 20.0
+    #: HTTP connect timeout of the control plane.
+    http_connect_s: float = 5.0
+    #: HTTP read timeout for quick control calls.
+    http_read_s: float = 60.0
+    #: a session nobody touched for this long is freed.
+    session_idle_s: float = 600.0
+
+
+@dataclass(frozen=True)
+class PartySpec:
+    """One party (node) of the cluster, as everyone sees it."""
+
+    rank: int
+    id: str
+    control_url: str
+    link_host: str
+    #: inclusive range of ports this party uses for per-session SPU links.
+    link_ports: tuple[int, int]
+
+    @property
+    def control_port(self) -> int:
+        return urlparse(self.control_url).port or (443 if self.control_url.startswith("https") else 80)
+
+    @property
+    def control_host(self) -> str:
+        return urlparse(self.control_url).hostname or ""
+
+    def link_address(self, port: int) -> str:
+        return f"{self.link_host}:{port}"
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """The public description of a cluster (``cluster.toml``)."""
+
+    name: str
+    mpc: MpcSettings
+    tls: bool
+    parties: tuple[PartySpec, ...]
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    #: CA certificate that signed every node certificate (when tls).
+    ca_cert: Path | None = None
+    #: bearer token file a client uses (may be absent on nodes).
+    token_file: Path | None = None
+    #: the file this was read from.
+    path: Path | None = None
+
+    @property
+    def world_size(self) -> int:
+        return len(self.parties)
+
+    def party(self, rank: int) -> PartySpec:
+        if not 0 <= rank < len(self.parties):
+            raise ConfigError(f"party rank {rank} is not in this cluster (0..{len(self.parties) - 1})")
+        return self.parties[rank]
+
+    def read_token(self) -> str:
+        if self.token_file is None:
+            raise ConfigError("the cluster file names no token_file; pass a token explicitly")
+        try:
+            return self.token_file.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"cannot read token file {self.token_file}: {exc.strerror}") from None
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """One node's private config (``node.toml``)."""
+
+    rank: int
+    cluster: ClusterConfig
+    state_dir: Path
+    listen_host: str
+    listen_port: int
+    #: HMAC secret from which principal tokens are derived (file, 0600).
+    secret_file: Path
+    #: AES-256-GCM key of the share store (file, 0600, 32 bytes).
+    storage_key_file: Path
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    log_level: str = "info"
+
+    @property
+    def party(self) -> PartySpec:
+        return self.cluster.party(self.rank)
+
+
+# ---------------------------------------------------------------- loading
+
+
+def _or(values: tuple[int, ...]) -> str:
+    return " or ".join(str(v) for v in values)
+
+
+def _read_toml(path: Path) -> dict:
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+
+
+def _get(d: dict, key: str, typ: type | tuple[type, ...], where: str, default=...):
+    if key not in d:
+        if default is ...:
+            raise ConfigError(f"{where}: missing key {key!r}")
+        return default
+    value = d[key]
+    if typ is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, typ) or (isinstance(value, bool) and typ is not bool):
+        raise ConfigError(f"{where}: {key!r} has the wrong type ({type(value).__name__})")
+    return value
+
+
+def _resolve(base: Path, p: str | None) -> Path | None:
+    if p is None:
+        return None
+    path = Path(p).expanduser()
+    return path if path.is_absolute() else (base / path).resolve()
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def load_cluster(path: str | Path) -> ClusterConfig:
+    """Read and validate a ``cluster.toml``."""
+    path = Path(path).expanduser().resolve()
+    raw = _read_toml(path)
+    where = str(path)
+    c = raw.get("cluster")
+    if not isinstance(c, dict):
+        raise ConfigError(f"{where}: missing [cluster] table")
+    mpc = MpcSettings(
+        protocol=_get(c, "protocol", str, where, "ABY3").upper(),
+        field=_get(c, "field", str, where, "FM64").upper(),
+        fxp_fraction_bits=_get(c, "fxp_fraction_bits", int, where, 18),
+    )
+    t = raw.get("timeouts", {})
+    if not isinstance(t, dict):
+        raise ConfigError(f"{where}: [timeouts] must be a table")
+    timeouts = Timeouts(
+        link_recv_ms=_get(t, "link_recv_ms", int, where, Timeouts.link_recv_ms),
+        link_connect_s=_get(t, "link_connect_s", float, where, Timeouts.link_connect_s),
+        http_connect_s=_get(t, "http_connect_s", float, where, Timeouts.http_connect_s),
+        http_read_s=_get(t, "http_read_s", float, where, Timeouts.http_read_s),
+        session_idle_s=_get(t, "session_idle_s", float, where, Timeouts.session_idle_s),
+    )
+    plist = raw.get("parties")
+    if not isinstance(plist, list) or not plist:
+        raise ConfigError(f"{where}: no [[parties]] listed")
+    parties = []
+    for i, p in enumerate(plist):
+        pw = f"{where}: party #{i}"
+        if not isinstance(p, dict):
+            raise ConfigError(f"{pw} must be a table")
+        rank = _get(p, "rank", int, pw, i)
+        if rank != i:
+            raise ConfigError(f"{pw}: parties must be listed in rank order (found rank {rank})")
+        ports = _get(p, "link_ports", list, pw)
+        if len(ports) != 2 or not all(isinstance(x, int) for x in ports) or not 0 < ports[0] <= ports[1] < 65536:
+            raise ConfigError(f"{pw}: link_ports must be [first, last] port numbers")
+        url = _get(p, "control_url", str, pw)
+        u = urlparse(url)
+        if u.scheme not in ("http", "https") or not u.hostname or not u.port:
+            raise ConfigError(f"{pw}: control_url must look like http(s)://host:port, got {url!r}")
+        parties.append(
+            PartySpec(
+                rank=rank,
+                id=_get(p, "id", str, pw, f"node{i}"),
+                control_url=url.rstrip("/"),
+                link_host=_get(p, "link_host", str, pw),
+                link_ports=(ports[0], ports[1]),
+            )
+        )
+    mpc.check(len(parties))
+    tls = _get(c, "tls", bool, where, False)
+    base = path.parent
+    ca = _resolve(base, _get(c, "ca_cert", str, where, None))
+    if tls:
+        schemes = {urlparse(p.control_url).scheme for p in parties}
+        if schemes != {"https"}:
+            raise ConfigError(f"{where}: tls = true needs https control URLs for every party")
+        if ca is None:
+            raise ConfigError(f"{where}: tls = true but no ca_cert given")
+        if not ca.is_file():
+            raise ConfigError(f"{where}: CA certificate {ca} is missing")
+    ids = [p.id for p in parties]
+    if len(set(ids)) != len(ids):
+        raise ConfigError(f"{where}: party ids must be unique")
+    return ClusterConfig(
+        name=_get(c, "name", str, where, "misuan"),
+        mpc=mpc,
+        tls=tls,
+        parties=tuple(parties),
+        timeouts=timeouts,
+        ca_cert=ca,
+        token_file=_resolve(base, _get(c, "token_file", str, where, None)),
+        path=path,
+    )
+
+
+def _check_secret_file(path: Path, what: str, size: int | None = None) -> None:
+    if not path.is_file():
+        raise ConfigError(f"{what} {path} is missing")
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        raise ConfigError(f"{what} {path} must not be readable by group/others (mode {mode:o}; chmod 600)")
+    if size is not None and path.stat().st_size != size:
+        raise ConfigError(f"{what} {path} must hold exactly {size} bytes")
+
+
+def load_node(path: str | Path) -> NodeConfig:
+    """Read and validate a ``node.toml`` and the cluster file it names."""
+    path = Path(path).expanduser().resolve()
+    raw = _read_toml(path)
+    where = str(path)
+    n = raw.get("node")
+    if not isinstance(n, dict):
+        raise ConfigError(f"{where}: missing [node] table")
+    base = path.parent
+    cluster_path = _resolve(base, _get(n, "cluster", str, where))
+    cluster = load_cluster(cluster_path)
+    rank = _get(n, "rank", int, where)
+    party = cluster.party(rank)
+    cfg = NodeConfig(
+        rank=rank,
+        cluster=cluster,
+        state_dir=_resolve(base, _get(n, "state_dir", str, where, ".")),
+        listen_host=_get(n, "listen_host", str, where, party.control_host),
+        listen_port=_get(n, "listen_port", int, where, party.control_port),
+        secret_file=_resolve(base, _get(n, "secret_file", str, where, "cluster.secret")),
+        storage_key_file=_resolve(base, _get(n, "storage_key", str, where, "storage.key")),
+        tls_cert=_resolve(base, _get(n, "tls_cert", str, where, None)),
+        tls_key=_resolve(base, _get(n, "tls_key", str, where, None)),
+        log_level=_get(n, "log_level", str, where, "info"),
+    )
+    _check_secret_file(cfg.secret_file, "cluster secret")
+    _check_secret_file(cfg.storage_key_file, "storage key", 32)
+    if cluster.tls:
+        for what, p in (("TLS certificate", cfg.tls_cert), ("TLS private key", cfg.tls_key)):
+            if p is None:
+                raise ConfigError(f"{where}: the cluster uses TLS but no {what.lower()} is configured")
+            if not p.is_file():
+                raise ConfigError(f"{what} {p} is missing")
+    elif not is_loopback(party.control_host) or not is_loopback(party.link_host):
+        raise ConfigError(f"{where}: party {rank} is not on loopback; the cluster must use TLS (cluster init --tls)")
+    return cfg

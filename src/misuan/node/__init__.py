@@ -1,0 +1,1 @@
+"""The party daemon: control API, session workers, encrypted store, audit chain."""

@@ -1,0 +1,109 @@
+"""Typed messages of the node control API (pydantic).
+
+Binary payloads (shares, programs) travel as ``application/octet-stream``
+bodies in misuan's own framing, never as pickles; everything else is JSON
+validated by these models (unknown fields are refused).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Health(Strict):
+    ok: bool
+    party: str
+    rank: int
+    version: str
+    protocol: str
+
+
+class SessionCreate(Strict):
+    session_id: str = Field(pattern=r"^[A-Za-z0-9_-]{8,64}$")
+    kind: Literal["run", "linkcheck"] = "run"
+
+
+class SessionCreated(Strict):
+    session_id: str
+    link_address: str
+
+
+class SessionLink(Strict):
+    addresses: list[str] = Field(min_length=2, max_length=16)
+
+
+class Linked(Strict):
+    seconds: float
+
+
+class Ping(Strict):
+    nonce: str = Field(pattern=r"^[A-Za-z0-9]{8,64}$")
+
+
+class RunResult(Strict):
+    seconds: float
+    send_bytes: int
+    recv_bytes: int
+    send_actions: int
+    recv_actions: int
+    outputs: list[str]
+
+
+class VarStored(Strict):
+    name: str
+    bytes: int
+
+
+class Closed(Strict):
+    closed: bool
+
+
+class SessionInfo(Strict):
+    id: str
+    kind: str
+    state: str
+    principal: str
+    age_s: float
+    runs: int
+
+
+class Status(Strict):
+    party: str
+    rank: int
+    protocol: str
+    field: str
+    world_size: int
+    tls: bool
+    version: str
+    pid: int
+    uptime_s: float
+    rss_bytes: int
+    workers_rss_bytes: int
+    sessions: list[SessionInfo]
+    assets: list[dict]
+    store_bytes: int
+    audit_rows: int
+
+
+class AuditRow(Strict):
+    seq: int
+    ts: float
+    op: str
+    asset: str
+    requester: str
+    bytes_in: int
+    bytes_out: int
+    status: str
+    detail: str
+    hash: str
+
+
+class ErrorBody(Strict):
+    error: str
+    message: str

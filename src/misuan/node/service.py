@@ -1,0 +1,84 @@
+"""NodeService: everything a node does, independent of HTTP."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import psutil
+
+from .. import __version__
+from ..config import NodeConfig
+from . import auth
+from .audit import AuditLog
+from .db import Database
+from .sessions import SessionManager
+from .store import ShareStore
+
+
+class NodeService:
+    def __init__(self, cfg: NodeConfig):
+        self.cfg = cfg
+        self.started = time.time()
+        cfg.state_dir.mkdir(parents=True, exist_ok=True)
+        (cfg.state_dir / "logs").mkdir(exist_ok=True)
+        self.secret = cfg.secret_file.read_bytes().strip()
+        self.store = ShareStore(cfg.state_dir / "shares", cfg.storage_key_file)
+        self.store.ensure_key_check()
+        self.db = Database(cfg.state_dir / "state.db")
+        self.audit = AuditLog(self.db)
+        self.sessions = SessionManager(cfg, self.db, self.audit)
+
+    def __repr__(self) -> str:
+        return f"NodeService(rank={self.cfg.rank})"
+
+    def start(self) -> None:
+        self.sessions.start()
+        self.audit.append("node.start", requester="system", detail={"pid": os.getpid(), "version": __version__})
+
+    def stop(self) -> None:
+        self.sessions.shutdown()
+        self.audit.append("node.stop", requester="system")
+        self.db.close()
+
+    def authenticate(self, token: str | None) -> str:
+        return auth.principal_of(self.secret, token)
+
+    def health(self) -> dict:
+        return {
+            "ok": True,
+            "party": self.cfg.party.id,
+            "rank": self.cfg.rank,
+            "version": __version__,
+            "protocol": self.cfg.cluster.mpc.protocol,
+        }
+
+    def status(self) -> dict:
+        now = time.time()
+        mono = time.monotonic()
+        sessions = [
+            {"id": s.id, "kind": s.kind, "state": s.state, "principal": s.principal, "age_s": round(now - s.created, 1), "runs": s.runs}
+            for s in self.sessions.list()
+        ]
+        del mono
+        assets = [
+            {"name": n, "version": v, "kind": k, "state": st, "size_bytes": b}
+            for n, v, k, st, b in self.db.query("SELECT name, version, kind, state, size_bytes FROM assets WHERE state='ready' ORDER BY name, version")
+        ]
+        return {
+            "party": self.cfg.party.id,
+            "rank": self.cfg.rank,
+            "protocol": self.cfg.cluster.mpc.protocol,
+            "field": self.cfg.cluster.mpc.field,
+            "world_size": self.cfg.cluster.world_size,
+            "tls": self.cfg.cluster.tls,
+            "version": __version__,
+            "pid": os.getpid(),
+            "uptime_s": round(now - self.started, 1),
+            "rss_bytes": psutil.Process().memory_info().rss,
+            "workers_rss_bytes": self.sessions.workers_rss(),
+            "sessions": sessions,
+            "assets": assets,
+            "store_bytes": self.store.usage_bytes(),
+            "audit_rows": self.db.query("SELECT COUNT(*) FROM audit")[0][0],
+        }

@@ -1,0 +1,227 @@
+"""A session worker: one SPU runtime and its link, in a process of its own.
+
+The node daemon starts one worker per session and talks to it over a local
+socketpair (:mod:`._ipc`). Isolation is not optional: when a peer dies
+mid-run, yacl/brpc can take the whole surviving process down (exit 255 or a
+segfault, measured with spu 0.9.5), and a runtime cannot be interrupted. A
+worker can simply be killed; the daemon stays up and frees the session.
+
+The worker never logs values. SPU's own log (ops, timings, byte counts) goes
+to a per-worker file from which the byte counters of each run are read.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import sys
+import time
+from pathlib import Path
+
+from . import _ipc
+
+_LINK_RE = re.compile(
+    r"Link details: total send bytes (\d+), recv bytes (\d+), send actions (\d+), recv actions (\d+)"
+)
+
+
+class _Worker:
+    def __init__(self, sock: socket.socket, log_path: Path):
+        self.sock = sock
+        self.log_path = log_path
+        self.log_offset = 0
+        self.ctx = None
+        self.rt = None
+        self.mpc = None
+        self.runs = 0
+        self.vars: dict[str, int] = {}  # name -> bytes held
+
+    # ------------------------------------------------------------ commands
+
+    def op_link(self, h: dict, _p: bytes):
+        from ..config import MpcSettings
+        from ..mpc.link import LinkSpec, LinkTLS, open_link
+        from ..mpc.runtime import runtime_config
+        from spu import api as spu_api
+
+        tls = h.get("tls")
+        spec = LinkSpec(
+            link_id=h["link_id"],
+            rank=h["rank"],
+            addresses=tuple(h["addresses"]),
+            recv_timeout_ms=h["recv_timeout_ms"],
+            connect_timeout_s=h["connect_timeout_s"],
+            tls=LinkTLS(Path(tls["cert"]), Path(tls["key"]), Path(tls["ca"])) if tls else None,
+        )
+        self.mpc = MpcSettings(**h["mpc"])
+        t0 = time.perf_counter()
+        try:
+            self.ctx = open_link(spec)
+        except RuntimeError:
+            return {"ok": False, "error": "ComputeError", "message": "could not link to every peer in time"}
+        opts = h.get("runtime_options", {})
+        self.rt = spu_api.Runtime(self.ctx, runtime_config(self.mpc, profile=True, **opts))
+        return {"ok": True, "seconds": time.perf_counter() - t0}
+
+    def op_ping(self, h: dict, _p: bytes):
+        nonce = h["nonce"]
+        got = [bytes(x).decode() if isinstance(x, (bytes, bytearray)) else str(x) for x in self.ctx.all_gather(nonce)]
+        return {"ok": all(g == nonce for g in got), "error": "ComputeError", "message": "link check disagreed"}
+
+    def op_set_var(self, h: dict, payload: bytes):
+        from ..mpc.shares import decode_share
+
+        self.rt.set_var(h["name"], decode_share(payload))
+        self.vars[h["name"]] = len(payload)
+        return {"ok": True}
+
+    def op_load_var(self, h: dict, _p: bytes):
+        """Load a stored share straight from the node's encrypted store."""
+        from ..mpc.shares import decode_share
+        from .store import ShareStore
+
+        store = ShareStore(Path(h["store_root"]), Path(h["key_file"]))
+        data = store.read(h["key"])
+        self.rt.set_var(h["name"], decode_share(data))
+        self.vars[h["name"]] = len(data)
+        return {"ok": True}
+
+    def op_get_var(self, h: dict, _p: bytes):
+        from ..mpc.shares import encode_share
+
+        data = encode_share(self.rt.get_var(h["name"]))
+        return {"ok": True}, data
+
+    def op_del_var(self, h: dict, _p: bytes):
+        self.rt.del_var(h["name"])
+        self.vars.pop(h["name"], None)
+        return {"ok": True}
+
+    def op_run(self, h: dict, payload: bytes):
+        import hashlib
+
+        from ..mpc.program import parse_executable
+
+        digest = hashlib.sha256(payload).hexdigest()
+        if digest != h["sha256"]:
+            return {"ok": False, "error": "InvalidInput", "message": "program hash does not match its bytes"}
+        exe = parse_executable(payload)
+        # Every party must run the very same program.
+        hashes = [bytes(x).decode() if isinstance(x, (bytes, bytearray)) else str(x) for x in self.ctx.all_gather(digest)]
+        if len(set(hashes)) != 1:
+            bad = [i for i, x in enumerate(hashes) if x != digest]
+            return {"ok": False, "error": "ComputeError", "message": f"parties {bad} hold a different program; refusing to run"}
+        self.runs += 1
+        exe.name = f"misuan-run-{self.runs}"
+        t0 = time.perf_counter()
+        self.rt.run(exe)
+        seconds = time.perf_counter() - t0
+        for name in exe.output_names:
+            self.vars[name] = 0
+        return {"ok": True, "seconds": seconds, **self._link_stats(exe.name)}
+
+    def op_stats(self, _h: dict, _p: bytes):
+        import psutil
+
+        return {"ok": True, "rss": psutil.Process().memory_info().rss, "vars": len(self.vars)}
+
+    # ------------------------------------------------------------ helpers
+
+    def _link_stats(self, exe_name: str) -> dict:
+        """Byte and round counters of the last run, from SPU's profile log."""
+        stats = {"send_bytes": 0, "recv_bytes": 0, "send_actions": 0, "recv_actions": 0}
+        try:
+            with open(self.log_path, "rb") as fh:
+                fh.seek(self.log_offset)
+                text = fh.read().decode(errors="replace")
+                self.log_offset = fh.tell()
+        except OSError:
+            return stats
+        start = text.find(f"SPU execution {exe_name} completed")
+        m = _LINK_RE.search(text, max(start, 0))
+        if m:
+            stats = dict(zip(stats, map(int, m.groups())))
+        return stats
+
+    def serve(self) -> None:
+        while True:
+            try:
+                header, payload = _ipc.recv_msg(self.sock)
+            except _ipc.ChannelClosed:
+                return
+            op = header.get("op")
+            if op == "close":
+                _ipc.send_msg(self.sock, {"ok": True})
+                return
+            handler = getattr(self, f"op_{op}", None)
+            out_payload = b""
+            try:
+                if handler is None:
+                    reply = {"ok": False, "error": "InvalidInput", "message": f"unknown worker op {op!r}"}
+                elif op not in ("link", "stats") and self.rt is None:
+                    reply = {"ok": False, "error": "Conflict", "message": "session is not linked yet"}
+                else:
+                    reply = handler(header, payload)
+                    if isinstance(reply, tuple):
+                        reply, out_payload = reply
+            except Exception as exc:  # translate at the boundary; no values in messages
+                reply = {"ok": False, **_classify(exc)}
+            _ipc.send_msg(self.sock, reply, out_payload)
+            if not reply.get("ok") and reply.get("fatal"):
+                return
+
+
+def _classify(exc: Exception) -> dict:
+    from ..errors import MisuanError
+
+    if isinstance(exc, MisuanError):
+        return {"error": type(exc).__name__, "message": str(exc)}
+    text = str(exc)
+    if "timeout" in text.lower():
+        # yacl names the channel, e.g. "key=<link>:P2P-17:2->0": party 2 went silent.
+        m = re.search(r":(\d+)->(\d+)", text)
+        peer = int(m.group(1)) if m else None
+        who = f"party {peer}" if peer is not None else "a peer"
+        return {"error": "ComputeError", "message": f"{who} stopped answering (link timeout)", "peer": peer, "fatal": True}
+    first = next((ln.strip() for ln in text.splitlines() if ln.strip() and ln.strip() != "what:"), "")
+    # SPU messages name ops and shapes, never values; keep one line of it.
+    return {"error": "ComputeError", "message": f"SPU error: {first[:300]}", "fatal": True}
+
+
+def setup_spu_logging(log_path: Path) -> None:
+    """Send SPU's log (no values: ops, timings, bytes) to this worker's file."""
+    from spu import libspu
+
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    opts = libspu.logging.LogOptions()
+    opts.enable_console_logger = False
+    opts.system_log_path = str(log_path)
+    opts.log_level = libspu.logging.LogLevel.INFO
+    libspu.logging.setup_logging(opts)
+
+
+def preload() -> None:
+    """Import everything a worker needs (done once in the zygote, before forking)."""
+    import psutil  # noqa: F401
+    import spu.api  # noqa: F401
+
+    from ..config import MpcSettings  # noqa: F401
+    from ..mpc import link, program, runtime, shares  # noqa: F401
+    from . import store  # noqa: F401
+
+
+def run_worker(sock: socket.socket, log_path: Path) -> None:
+    """Serve one session on ``sock`` until closed, then exit the process."""
+    setup_spu_logging(log_path)
+    _ipc.send_msg(sock, {"ok": True, "ready": True, "pid": os.getpid()})
+    worker = _Worker(sock, log_path)
+    try:
+        worker.serve()
+    finally:
+        sock.close()
+        # Exit without running C++ destructors of a link that may be broken:
+        # they can crash or block (see the module docstring).
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)

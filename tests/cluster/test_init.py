@@ -1,0 +1,70 @@
+import stat
+
+import pytest
+
+from misuan.cluster.init import init_cluster
+from misuan.config import load_cluster, load_node
+from misuan.errors import ClusterError, ConfigError
+from misuan.pki import check_node_cert, make_ca, make_node_cert
+
+
+def _mode(p):
+    return stat.S_IMODE(p.stat().st_mode)
+
+
+def test_init_writes_a_complete_tls_cluster(tmp_path):
+    res = init_cluster(tmp_path / "c", parties=3, tls=True)
+    d = res.dir
+    assert res.protocol == "ABY3" and res.tls
+    cfg = load_cluster(d / "cluster.toml")
+    ports = set()
+    for p in cfg.parties:
+        ports.add(p.control_port)
+        ports.update(range(p.link_ports[0], p.link_ports[1] + 1))
+        node = load_node(d / f"node{p.rank}" / "node.toml")
+        check_node_cert(node.tls_cert, node.tls_key, cfg.ca_cert, p)
+        for secret in ("storage.key", "cluster.secret", "tls/node.key", "node.toml"):
+            assert _mode(d / f"node{p.rank}" / secret) == 0o600, secret
+    assert len(ports) == 3 * 17  # no port shared between parties
+    assert _mode(d / "admin.token") == 0o600 and _mode(d / "pki" / "ca.key") == 0o600
+
+
+def test_two_parties_default_to_cheetah(tmp_path):
+    assert init_cluster(tmp_path / "c2", parties=2).protocol == "CHEETAH"
+
+
+def test_refuses_to_overwrite(tmp_path):
+    init_cluster(tmp_path / "c", parties=3)
+    with pytest.raises(ClusterError, match="already exists"):
+        init_cluster(tmp_path / "c", parties=3)
+
+
+def test_bad_protocol_party_combination(tmp_path):
+    with pytest.raises(ClusterError, match="ABY3 needs 3"):
+        init_cluster(tmp_path / "c", parties=2, protocol="ABY3")
+
+
+def test_remote_hosts_default_to_tls(tmp_path):
+    res = init_cluster(tmp_path / "r", parties=3, hosts=["10.0.0.1", "10.0.0.2", "10.0.0.3"])
+    assert res.tls
+    with pytest.raises(ClusterError, match="need TLS"):
+        init_cluster(tmp_path / "r2", parties=3, hosts=["10.0.0.1", "10.0.0.2", "10.0.0.3"], tls=False)
+
+
+def test_certificate_from_another_ca_is_refused(tmp_path):
+    init_cluster(tmp_path / "c", parties=3, tls=True)
+    d = tmp_path / "c"
+    make_ca(tmp_path / "evil.pem", tmp_path / "evil.key", "evil")
+    make_node_cert(tmp_path / "evil.pem", tmp_path / "evil.key", d / "node1/tls/node.pem", d / "node1/tls/node.key", "node1", ["127.0.0.1"])
+    cfg = load_node(d / "node1" / "node.toml")
+    with pytest.raises(ConfigError, match="not signed by the cluster CA"):
+        check_node_cert(cfg.tls_cert, cfg.tls_key, cfg.cluster.ca_cert, cfg.party)
+
+
+def test_mismatched_key_is_refused(tmp_path):
+    init_cluster(tmp_path / "c", parties=3, tls=True)
+    d = tmp_path / "c"
+    (d / "node0/tls/node.key").write_bytes((d / "node1/tls/node.key").read_bytes())
+    cfg = load_node(d / "node0" / "node.toml")
+    with pytest.raises(ConfigError, match="does not match"):
+        check_node_cert(cfg.tls_cert, cfg.tls_key, cfg.cluster.ca_cert, cfg.party)

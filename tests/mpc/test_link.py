@@ -1,0 +1,13 @@
+from pathlib import Path
+
+from misuan.mpc.link import LinkSpec, LinkTLS, make_desc
+
+
+def test_desc_carries_timeouts_and_tls():
+    spec = LinkSpec("s1", 1, ("127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"), 1234, 2.0, LinkTLS(Path("/c"), Path("/k"), Path("/ca")))
+    d = make_desc(spec)
+    assert d.recv_timeout_ms == 1234 and d.enable_ssl
+    assert [p.host for p in d.parties] == list(spec.addresses)
+    assert d.client_ssl_opts.verify.ca_file_path == "/ca"
+    assert d.server_ssl_opts.cert.certificate_path == "/c"
+    assert d.connect_retry_times * d.connect_retry_interval_ms >= 2000

@@ -1,0 +1,80 @@
+"""The control API in-process (one node); the cluster tests cover linked sessions."""
+
+import pytest
+from fastapi.testclient import TestClient
+
+from misuan.cluster.init import init_cluster
+from misuan.config import load_node
+from misuan.node.app import create_app
+from misuan.node.service import NodeService
+
+
+@pytest.fixture(scope="module")
+def api(tmp_path_factory):
+    d = tmp_path_factory.mktemp("app")
+    init_cluster(d, parties=3)
+    cfg = load_node(d / "node0" / "node.toml")
+    token = (d / "admin.token").read_text().strip()
+    with TestClient(create_app(NodeService(cfg))) as tc:
+        tc.headers["Authorization"] = f"Bearer {token}"
+        yield tc
+
+
+def test_health_needs_no_token(api):
+    r = api.get("/v1/health", headers={"Authorization": ""})
+    assert r.status_code == 200 and r.json()["protocol"] == "ABY3"
+
+
+def test_wrong_token_is_401(api):
+    r = api.get("/v1/status", headers={"Authorization": "Bearer admin.wrong"})
+    assert r.status_code == 401 and r.json()["error"] == "AuthError"
+    assert r.headers["www-authenticate"] == "Bearer"
+    assert api.get("/v1/status", headers={"Authorization": ""}).status_code == 401
+
+
+def test_malformed_request_is_422_naming_the_field(api):
+    r = api.post("/v1/sessions", json={"kind": "run"})
+    assert r.status_code == 422 and "session_id" in r.json()["message"]
+    r = api.post("/v1/sessions", json={"session_id": "abcdefgh1", "kind": "bogus"})
+    assert r.status_code == 422 and "kind" in r.json()["message"]
+    r = api.post("/v1/sessions", json={"session_id": "abcdefgh2", "surprise": 1})
+    assert r.status_code == 422 and "surprise" in r.json()["message"]
+    r = api.post("/v1/sessions/abcdefgh3/run", content=b"x")
+    assert r.status_code == 422 and "x-misuan-program-sha256" in r.json()["message"]
+
+
+def test_unknown_session_is_404(api):
+    assert api.delete("/v1/sessions/doesnotexist1").status_code == 404
+    r = api.get("/v1/sessions/doesnotexist1/vars/out0")
+    assert r.status_code == 404 and r.json()["error"] == "NotFound"
+
+
+def test_session_lifecycle_and_audit(api):
+    r = api.post("/v1/sessions", json={"session_id": "lifecycle01"})
+    assert r.status_code == 201
+    addr = r.json()["link_address"]
+    assert addr.startswith("127.0.0.1:")
+    st = api.get("/v1/status").json()
+    assert [s["id"] for s in st["sessions"]] == ["lifecycle01"]
+    # not linked yet: variables cannot be set
+    r = api.put("/v1/sessions/lifecycle01/vars/in0", content=b"MSH1")
+    assert r.status_code == 409
+    # links only to the cluster's own parties and ports
+    r = api.post("/v1/sessions/lifecycle01/link", json={"addresses": ["10.1.1.1:1", "127.0.0.1:2", "127.0.0.1:3"]})
+    assert r.status_code == 422 and "party 0" in r.json()["message"]
+    assert api.post("/v1/sessions", json={"session_id": "lifecycle01"}).status_code == 409
+    assert api.delete("/v1/sessions/lifecycle01").json() == {"closed": True}
+    assert api.get("/v1/status").json()["sessions"] == []
+    ops = [row["op"] for row in api.get("/v1/audit").json()]
+    assert "session.open" in ops and "session.close" in ops
+
+
+def test_other_principal_cannot_see_a_session(api, tmp_path_factory):
+    from misuan.node.auth import issue_token
+
+    api.post("/v1/sessions", json={"session_id": "privsess01"})
+    node_dir = next(tmp_path_factory.getbasetemp().glob("app*/node0"))
+    bob = issue_token((node_dir / "cluster.secret").read_bytes().strip(), "bob")
+    r = api.delete("/v1/sessions/privsess01", headers={"Authorization": f"Bearer {bob}"})
+    assert r.status_code == 404
+    assert api.delete("/v1/sessions/privsess01").status_code == 200

@@ -1,0 +1,80 @@
+from pathlib import Path
+
+import pytest
+import tomli_w
+import tomllib
+
+from misuan.cluster.init import init_cluster
+from misuan.config import load_cluster, load_node
+from misuan.errors import ConfigError
+
+
+def _rewrite(path: Path, fn) -> None:
+    doc = tomllib.loads(path.read_text())
+    fn(doc)
+    path.write_text(tomli_w.dumps(doc))
+
+
+@pytest.fixture()
+def cdir(tmp_path):
+    init_cluster(tmp_path / "c", parties=3)
+    return tmp_path / "c"
+
+
+def test_roundtrip(cdir):
+    cfg = load_cluster(cdir / "cluster.toml")
+    assert cfg.world_size == 3 and cfg.mpc.protocol == "ABY3" and cfg.mpc.field == "FM64"
+    node = load_node(cdir / "node1" / "node.toml")
+    assert node.rank == 1 and node.party.id == "node1"
+    assert cfg.read_token().startswith("admin.")
+
+
+def test_wrong_protocol_for_party_count(cdir):
+    _rewrite(cdir / "cluster.toml", lambda d: d["cluster"].update(protocol="CHEETAH"))
+    with pytest.raises(ConfigError, match="CHEETAH needs 2 parties"):
+        load_node(cdir / "node0" / "node.toml")
+
+
+def test_unknown_protocol(cdir):
+    _rewrite(cdir / "cluster.toml", lambda d: d["cluster"].update(protocol="NOPE"))
+    with pytest.raises(ConfigError, match="unknown protocol"):
+        load_cluster(cdir / "cluster.toml")
+
+
+def test_missing_party_key(cdir):
+    _rewrite(cdir / "cluster.toml", lambda d: d["parties"][1].pop("link_ports"))
+    with pytest.raises(ConfigError, match="missing key 'link_ports'"):
+        load_cluster(cdir / "cluster.toml")
+
+
+def test_tls_with_missing_cert(tmp_path):
+    init_cluster(tmp_path / "t", parties=3, tls=True)
+    (tmp_path / "t" / "node2" / "tls" / "node.pem").unlink()
+    with pytest.raises(ConfigError, match="TLS certificate .* is missing"):
+        load_node(tmp_path / "t" / "node2" / "node.toml")
+
+
+def test_tls_with_missing_ca(tmp_path):
+    init_cluster(tmp_path / "t", parties=3, tls=True)
+    (tmp_path / "t" / "pki" / "ca.pem").unlink()
+    with pytest.raises(ConfigError, match="CA certificate .* is missing"):
+        load_cluster(tmp_path / "t" / "cluster.toml")
+
+
+def test_remote_hosts_need_tls(cdir):
+    _rewrite(cdir / "cluster.toml", lambda d: d["parties"][0].update(link_host="10.0.0.5"))
+    with pytest.raises(ConfigError, match="must use TLS"):
+        load_node(cdir / "node0" / "node.toml")
+
+
+def test_key_file_permissions(cdir):
+    (cdir / "node0" / "storage.key").chmod(0o644)
+    with pytest.raises(ConfigError, match="chmod 600"):
+        load_node(cdir / "node0" / "node.toml")
+
+
+def test_not_toml(tmp_path):
+    p = tmp_path / "bad.toml"
+    p.write_text("this is = = not toml")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_cluster(p)
