@@ -106,3 +106,22 @@ def test_crash_mid_store_write_keeps_old_share(store, monkeypatch):
     monkeypatch.undo()
     assert store.read("m/w") == b"version one"
     assert sorted(p.name for p in store.path_of("m/w").parent.iterdir()) == ["w"]
+
+
+def test_stream_writer_roundtrip_and_abort(store):
+    w = store.writer("m/stream", "model:m:1:t")
+    for i in range(5):
+        w.update(bytes([i]) * 100_000)
+    sha = w.commit()
+    import hashlib
+
+    data = b"".join(bytes([i]) * 100_000 for i in range(5))
+    assert sha == hashlib.sha256(data).hexdigest()
+    assert store.read("m/stream", "model:m:1:t") == data
+    with pytest.raises(IntegrityError):  # bound to its associated data
+        store.read("m/stream", "model:m:1:other")
+    w2 = store.writer("m/never", "x")
+    w2.update(b"partial")
+    w2.abort()
+    assert not store.exists("m/never")
+    assert [p.name for p in store.path_of("m/never").parent.iterdir()] == ["stream"]

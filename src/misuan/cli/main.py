@@ -18,10 +18,12 @@ node_app = typer.Typer(no_args_is_help=True, help="Run a compute node (one party
 cluster_app = typer.Typer(no_args_is_help=True, help="Create, start, inspect and stop clusters.")
 audit_app = typer.Typer(no_args_is_help=True, help="Verify the nodes' hash-chained audit logs.")
 token_app = typer.Typer(no_args_is_help=True, help="Issue bearer tokens for principals.")
+model_app = typer.Typer(no_args_is_help=True, help="Encrypted model hosting (密态托管): publish, list, show, rm, grant, revoke, verify.")
 app.add_typer(node_app, name="node")
 app.add_typer(cluster_app, name="cluster")
 app.add_typer(audit_app, name="audit")
 app.add_typer(token_app, name="token")
+app.add_typer(model_app, name="model")
 
 out = Console()
 err = Console(stderr=True)
@@ -136,13 +138,17 @@ def cluster_status(dir: Path = DirOpt, as_json: bool = JsonOpt):
         _emit_json(rows)
         return
     t = Table(title=f"misuan cluster {dir}")
-    for c in ("rank", "id", "health", "protocol", "uptime", "sessions", "assets", "rss", "workers rss", "store"):
+    for c in ("rank", "id", "health", "protocol", "uptime", "sessions", "models (resident)", "rss", "workers rss", "store"):
         t.add_column(c)
     for r in rows:
         if not r["healthy"]:
             t.add_row(str(r["rank"]), r["id"], "[red]down[/red]", "-", "-", "-", "-", "-", "-", "-")
             continue
-        assets = ", ".join(f"{a['name']}@{a['version']}" for a in r["assets"]) or "-"
+        resident = {(m["name"], m["version"]): m for m in r.get("resident", [])}
+        assets = ", ".join(
+            f"{a['name']}@{a['version']}" + (f" [resident {_fmt_bytes(resident[(a['name'], a['version'])].get('rss_bytes'))}]" if (a["name"], a["version"]) in resident else "")
+            for a in r["assets"]
+        ) or "-"
         t.add_row(
             str(r["rank"]), r["id"], "[green]ok[/green]", f"{r['protocol']}/{r['field']}", f"{r['uptime_s']:.0f} s",
             str(len(r["sessions"])), assets, _fmt_bytes(r["rss_bytes"]), _fmt_bytes(r["workers_rss_bytes"]), _fmt_bytes(r["store_bytes"]),
@@ -194,6 +200,145 @@ def token_issue(name: str, dir: Path = DirOpt, as_json: bool = JsonOpt):
         _emit_json({"principal": name, "token": token})
     else:
         out.print(token, markup=False, highlight=False)
+
+
+# ------------------------------------------------------------------ models
+
+ClusterOpt = typer.Option(None, "--cluster", "-c", help="cluster file (default: <default dir>/cluster.toml)")
+TokenOpt = typer.Option(None, "--token", envvar="MISUAN_TOKEN", help="bearer token (default: the cluster's token_file)")
+
+
+def _client(cluster: Optional[Path], token: Optional[str]):
+    from ..client.client import connect
+
+    return connect(cluster or DEFAULT_DIR / "cluster.toml", token)
+
+
+@model_app.command("publish")
+def model_publish(
+    path: Path = typer.Argument(..., help="GGUF file or Hugging Face model directory"),
+    name: str = typer.Option(..., "--name", "-n"),
+    cluster: Optional[Path] = ClusterOpt,
+    token: Optional[str] = TokenOpt,
+    receipt: Optional[Path] = typer.Option(None, "--receipt", help="where to keep the commitment receipt (default ~/.misuan/receipts/)"),
+    as_json: bool = JsonOpt,
+):
+    """Secret-share a model on this machine and stream share i to node i only."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
+    from ..hosting import publish_model
+
+    with _client(cluster, token) as client:
+        if as_json:
+            res = publish_model(client, path, name, receipt=receipt or True)
+            _emit_json(res.to_dict())
+            return
+        with Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
+            console=err, transient=True,
+        ) as bar:
+            task = bar.add_task(f"loading {path.name}", total=None)
+
+            def progress(done: int, total: int, tensor: str) -> None:
+                bar.update(task, completed=done, total=total, description=f"publishing {name}: {tensor}")
+
+            res = publish_model(client, path, name, progress=progress, receipt=receipt or True)
+    out.print(
+        f"published [bold]{res.name}@{res.version}[/bold]: {res.tensors} tensors, {res.parameters:,} parameters, "
+        f"{_fmt_bytes(res.share_bytes_per_node)} max per node, {res.seconds:.1f} s (load {res.load_seconds:.1f} s); receipt {res.receipt}"
+    )
+
+
+@model_app.command("list")
+def model_list(cluster: Optional[Path] = ClusterOpt, token: Optional[str] = TokenOpt, as_json: bool = JsonOpt):
+    """Models registered on every node that you own or were granted."""
+    from ..hosting import list_models
+
+    with _client(cluster, token) as client:
+        rows = list_models(client)
+    if as_json:
+        _emit_json(rows)
+        return
+    t = Table(title="models")
+    for c in ("name", "version", "architecture", "parameters", "owner", "max share bytes/node", "state"):
+        t.add_column(c)
+    for r in rows:
+        t.add_row(r["name"], str(r["version"]), str(r.get("architecture", "-")), f"{r.get('params') or 0:,}", str(r.get("owner", "-")),
+                  _fmt_bytes(r.get("share_bytes")), r.get("state", "ready"))
+    out.print(t)
+
+
+@model_app.command("show")
+def model_show(name: str, version: Optional[int] = typer.Option(None, "--version", "-v"), cluster: Optional[Path] = ClusterOpt,
+               token: Optional[str] = TokenOpt, as_json: bool = JsonOpt):
+    """Public config, tensors and commitments of a hosted model (checked identical on every node)."""
+    from ..hosting import show_model
+
+    with _client(cluster, token) as client:
+        info = show_model(client, name, version)
+    if as_json:
+        _emit_json(info)
+        return
+    cfg = info["config"]
+    out.print(f"[bold]{info['name']}@{info['version']}[/bold] (versions {info['versions']}), owner {info['owner']}, kind {info['kind']}")
+    out.print(f"  {cfg.get('n_layers')} layers, dim {cfg.get('dim')}, heads {cfg.get('n_heads')}/{cfg.get('n_kv_heads')}, vocab {cfg.get('vocab_size')}, "
+              f"{cfg.get('n_params', 0):,} parameters, {len(info['tensors'])} tensors")
+    out.print(f"  share bytes per node: {', '.join(_fmt_bytes(b) for b in info['share_bytes_per_node'])}")
+    if "grants" in info:
+        out.print(f"  granted to: {', '.join(info['grants']) or '-'}")
+
+
+@model_app.command("rm")
+def model_rm(name: str, version: Optional[int] = typer.Option(None, "--version", "-v"), cluster: Optional[Path] = ClusterOpt,
+             token: Optional[str] = TokenOpt, as_json: bool = JsonOpt):
+    """Remove a model (or one version) and its shares from every node (owner only)."""
+    from ..hosting import remove_model
+
+    with _client(cluster, token) as client:
+        removed = remove_model(client, name, version)
+    if as_json:
+        _emit_json({"name": name, "removed_versions": removed})
+    else:
+        out.print(f"removed {name} versions {removed} from every node")
+
+
+@model_app.command("grant")
+def model_grant(name: str, to: str = typer.Option(..., "--to"), cluster: Optional[Path] = ClusterOpt, token: Optional[str] = TokenOpt,
+                as_json: bool = JsonOpt):
+    """Allow PRINCIPAL to run inference on NAME (owner only)."""
+    from ..hosting import grant_model
+
+    with _client(cluster, token) as client:
+        grant_model(client, name, to)
+    _emit_json({"name": name, "granted": to}) if as_json else out.print(f"{to} may now use {name}")
+
+
+@model_app.command("revoke")
+def model_revoke(name: str, to: str = typer.Option(..., "--from", "--to"), cluster: Optional[Path] = ClusterOpt,
+                 token: Optional[str] = TokenOpt, as_json: bool = JsonOpt):
+    """Withdraw PRINCIPAL's grant on NAME (owner only)."""
+    from ..hosting import revoke_model
+
+    with _client(cluster, token) as client:
+        had = revoke_model(client, name, to)
+    _emit_json({"name": name, "revoked": to, "had_grant": had}) if as_json else out.print(f"{to} may no longer use {name}" if had else f"{to} had no grant on {name}")
+
+
+@model_app.command("verify")
+def model_verify(name: str, path: Path = typer.Argument(..., help="the owner's plaintext model"), version: Optional[int] = typer.Option(None, "--version", "-v"),
+                 cluster: Optional[Path] = ClusterOpt, token: Optional[str] = TokenOpt, as_json: bool = JsonOpt):
+    """Owner-only: check the hosted shares reconstruct to your weights (random probes, nothing revealed to nodes)."""
+    from ..hosting import verify_model
+
+    with _client(cluster, token) as client:
+        res = verify_model(client, name, path, version)
+    if as_json:
+        _emit_json(res)
+    else:
+        verdict = "[green]OK[/green]" if res["ok"] else f"[red]MISMATCH[/red] in {res['mismatched'][:5]}"
+        out.print(f"{name}@{res['version']}: {res['tensors']} tensors, max |hosted - yours| = {res['max_abs_error']:.2e} → {verdict}")
+    if not res["ok"]:
+        raise typer.Exit(1)
 
 
 # ------------------------------------------------------------------ selftest

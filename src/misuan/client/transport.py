@@ -128,3 +128,88 @@ class NodeClient:
 
     def close_session(self, sid: str, timeout: float = 30) -> None:
         self._request("DELETE", f"/v1/sessions/{sid}", timeout=timeout)
+
+    # ------------------------------------------------------------ models
+
+    def list_models(self) -> list[dict]:
+        return self._request("GET", "/v1/models").json()
+
+    def show_model(self, name: str, version: int | None = None) -> dict:
+        params = {"version": version} if version is not None else {}
+        return self._request("GET", f"/v1/models/{name}", params=params).json()
+
+    def model_tokenizer(self, name: str, version: int | None = None) -> str:
+        params = {"version": version} if version is not None else {}
+        return self._request("GET", f"/v1/models/{name}/tokenizer", params=params).text
+
+    def begin_upload(self, name: str, body: dict) -> str:
+        return self._request("POST", f"/v1/models/{name}/uploads", json=body).json()["upload_id"]
+
+    def put_tensor(self, uid: str, tensor: str, parts: list[bytes | memoryview] | bytes | memoryview) -> dict:
+        """Stream one share (given as consecutive byte parts) without joining them."""
+        views = [memoryview(p) for p in (parts if isinstance(parts, list) else [parts])]
+        step = 4 << 20
+
+        def chunks():
+            for view in views:
+                for off in range(0, len(view), step):
+                    yield view[off : off + step]
+
+        return self._request(
+            "PUT",
+            f"/v1/uploads/{uid}/tensors/{tensor}",
+            content=chunks(),
+            headers={"Content-Type": "application/octet-stream", "Content-Length": str(sum(len(v) for v in views))},
+            timeout=None,
+        ).json()
+
+    def prepare_upload(self, uid: str) -> dict:
+        return self._request("POST", f"/v1/uploads/{uid}/prepare").json()
+
+    def commit_upload(self, uid: str) -> dict:
+        return self._request("POST", f"/v1/uploads/{uid}/commit", timeout=300).json()
+
+    def abort_upload(self, uid: str) -> None:
+        self._request("DELETE", f"/v1/uploads/{uid}", timeout=60)
+
+    def remove_model(self, name: str, version: int | None = None) -> list[int]:
+        params = {"version": version} if version is not None else {}
+        return self._request("DELETE", f"/v1/models/{name}", params=params, timeout=300).json()["removed"]
+
+    def grant(self, name: str, to: str) -> None:
+        self._request("PUT", f"/v1/models/{name}/grants/{to}")
+
+    def revoke(self, name: str, to: str) -> bool:
+        return self._request("DELETE", f"/v1/models/{name}/grants/{to}").json()["revoked"]
+
+    def runtime_state(self, name: str, version: int | None) -> dict:
+        params = {"version": version} if version is not None else {}
+        return self._request("GET", f"/v1/models/{name}/runtime", params=params).json()
+
+    def runtime_prepare(self, name: str, version: int, rid: str) -> dict:
+        return self._request("POST", f"/v1/models/{name}/runtime", json={"version": version, "runtime_id": rid}).json()
+
+    def runtime_link(self, name: str, version: int, rid: str, addresses: list[str]) -> dict:
+        return self._request(
+            "POST", f"/v1/models/{name}/runtime/{rid}/link", json={"version": version, "addresses": addresses}, timeout=None
+        ).json()
+
+    def runtime_put(self, name: str, version: int, rid: str, request: str, var: str, data: bytes) -> None:
+        self._request(
+            "PUT", f"/v1/models/{name}/runtime/{rid}/requests/{request}/vars/{var}", params={"version": version},
+            content=bytes(data), headers={"Content-Type": "application/octet-stream"},
+        )
+
+    def runtime_run(self, name: str, version: int, rid: str, request: str, program: str, params: dict | None = None) -> dict:
+        return self._request(
+            "POST", f"/v1/models/{name}/runtime/{rid}/requests/{request}/run",
+            json={"version": version, "program": program, "params": params or {}}, timeout=None,
+        ).json()
+
+    def runtime_get(self, name: str, version: int, rid: str, request: str, var: str) -> bytes:
+        return self._request(
+            "GET", f"/v1/models/{name}/runtime/{rid}/requests/{request}/vars/{var}", params={"version": version}
+        ).content
+
+    def runtime_end(self, name: str, version: int, rid: str, request: str) -> None:
+        self._request("DELETE", f"/v1/models/{name}/runtime/{rid}/requests/{request}", params={"version": version}, timeout=60)

@@ -58,10 +58,27 @@ def compile_program(
     input_prefix: str = "in",
     output_prefix: str = "out",
     visibility: list[int] | None = None,
+    input_names: list[str] | None = None,
+    output_names: list[str] | None = None,
 ) -> Program:
-    """Compile ``fn(*specs)`` to an SPU executable with all inputs secret."""
+    """Compile ``fn(*specs)`` to an SPU executable with all inputs secret.
+
+    Inputs are named ``in0, in1, ...`` (outputs ``out0, ...``) unless explicit
+    names are given: node programs name them after the runtime variables they
+    read and write.
+    """
     name = name or getattr(fn, "__name__", "program")
-    input_names = [f"{input_prefix}{i}" for i in range(len(specs))]
+    input_names = list(input_names) if input_names is not None else [f"{input_prefix}{i}" for i in range(len(specs))]
+    if len(input_names) != len(specs):
+        raise ValueError("one input name per argument")
+
+    def out_names(outs):
+        if output_names is not None:
+            if len(output_names) != len(outs):
+                raise ValueError(f"{name}: program has {len(outs)} outputs, {len(output_names)} names given")
+            return list(output_names)
+        return [f"{output_prefix}{i}" for i in range(len(outs))]
+
     vis = visibility or [libspu.Visibility.VIS_SECRET] * len(specs)
     try:
         exe, out = frontend.compile(
@@ -71,8 +88,10 @@ def compile_program(
             {},
             input_names,
             vis,
-            lambda outs: [f"{output_prefix}{i}" for i in range(len(outs))],
+            out_names,
         )
+    except ValueError:
+        raise
     except Exception as exc:  # jax tracing / spu compiler errors
         raise InvalidInput(f"cannot compile {name!r} for SPU: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from None
     exe.name = name

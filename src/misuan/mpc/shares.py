@@ -13,6 +13,7 @@ Decoding validates lengths and raises :class:`InvalidInput` on anything else.
 from __future__ import annotations
 
 import struct
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,10 +22,13 @@ from spu import libspu
 
 from ..config import MpcSettings
 from ..errors import InvalidInput
+from . import _aby3
 from .runtime import runtime_config
 
 MAGIC = b"MSH1"
 MAX_CHUNKS = 1 << 20
+#: below this many values SPU's own Io is fast enough.
+FAST_MIN = 4096
 
 
 @dataclass(frozen=True, repr=False)
@@ -98,13 +102,29 @@ class Sharer:
 
     def __init__(self, mpc: MpcSettings, world_size: int):
         self.world_size = world_size
+        self.mpc = mpc
         self._io = spu_api.Io(world_size, runtime_config(mpc))
+        self._fast = mpc.protocol == "ABY3" and mpc.field == "FM64" and world_size == 3
+        self._local = threading.local()
+
+    def share_frames(self, x: np.ndarray) -> list[bytes | memoryview]:
+        """Framed shares of ``x``, one per party.
+
+        Float32 arrays under ABY3/FM64 take the fast path, whose memoryviews
+        point into buffers reused by the next call on this thread: send or
+        copy them before sharing the next value.
+        """
+        arr = np.ascontiguousarray(x)
+        if self._fast and arr.dtype == np.float32 and arr.size >= FAST_MIN:
+            fast = getattr(self._local, "aby3", None)
+            if fast is None:
+                fast = self._local.aby3 = _aby3.Aby3Sharer(self.mpc.fxp_fraction_bits)
+            return fast.frames(arr)
+        return [encode_share(s) for s in self._io.make_shares(arr, libspu.Visibility.VIS_SECRET)]
 
     def share(self, x: np.ndarray) -> list[SecretShare]:
         """Secret-share ``x``; element i goes to party i only."""
-        arr = np.ascontiguousarray(x)
-        shares = self._io.make_shares(arr, libspu.Visibility.VIS_SECRET)
-        return [SecretShare.from_spu(s) for s in shares]
+        return [SecretShare(bytes(f)) for f in self.share_frames(x)]
 
     def reveal(self, shares: list[SecretShare]) -> np.ndarray:
         """Reconstruct a value from one share per party (call only on the owner's machine)."""

@@ -111,6 +111,105 @@ def create_app(service: NodeService) -> FastAPI:
     def close_session(sid: str, who: str = Depends(principal)):
         return {"closed": sm.close(sid, who)}
 
+    # ---------------------------------------------------------------- models
+
+    reg = service.models
+    rts = service.runtimes
+
+    @app.get("/v1/models")
+    def list_models(who: str = Depends(principal)):
+        return reg.list(who)
+
+    @app.get("/v1/models/{name}")
+    def show_model(name: str, version: int | None = None, who: str = Depends(principal)):
+        return reg.show(who, name, version)
+
+    @app.get("/v1/models/{name}/tokenizer")
+    def model_tokenizer(name: str, version: int | None = None, who: str = Depends(principal)):
+        return Response(content=reg.tokenizer(who, name, version), media_type="application/json")
+
+    @app.post("/v1/models/{name}/uploads", status_code=201)
+    def begin_upload(name: str, req: S.UploadCreate, who: str = Depends(principal)):
+        uid = reg.begin_upload(who, name, req.version, req.kind, req.config, req.tokenizer, [t.model_dump() for t in req.tensors])
+        return {"upload_id": uid}
+
+    @app.put("/v1/uploads/{uid}/tensors/{tensor}")
+    async def put_tensor(uid: str, tensor: str, request: Request, who: str = Depends(principal)):
+        writer, head, n = reg.tensor_writer(uid, who, tensor)
+        try:
+            buf = bytearray()
+            async for chunk in request.stream():
+                head.feed(chunk)
+                buf += chunk
+                if len(buf) >= 8 << 20:
+                    await run_in_threadpool(writer.update, bytes(buf))
+                    buf.clear()
+            if buf:
+                await run_in_threadpool(writer.update, bytes(buf))
+            return await run_in_threadpool(reg.finish_tensor, uid, who, tensor, writer, head, n)
+        except BaseException:
+            writer.abort()
+            raise
+
+    @app.post("/v1/uploads/{uid}/prepare")
+    def prepare_upload(uid: str, who: str = Depends(principal)):
+        return reg.prepare(uid, who)
+
+    @app.post("/v1/uploads/{uid}/commit")
+    def commit_upload(uid: str, who: str = Depends(principal)):
+        return reg.commit(uid, who)
+
+    @app.delete("/v1/uploads/{uid}")
+    def abort_upload(uid: str, who: str = Depends(principal)):
+        reg.abort(uid, who)
+        return {"aborted": True}
+
+    @app.delete("/v1/models/{name}")
+    def remove_model(name: str, version: int | None = None, who: str = Depends(principal)):
+        removed = reg.remove(who, name, version)
+        rts.unload(name, removed)
+        return {"removed": removed}
+
+    @app.put("/v1/models/{name}/grants/{to}")
+    def grant(name: str, to: str, who: str = Depends(principal)):
+        reg.grant(who, name, to)
+        return {"granted": to}
+
+    @app.delete("/v1/models/{name}/grants/{to}")
+    def revoke(name: str, to: str, who: str = Depends(principal)):
+        return {"revoked": reg.revoke(who, name, to)}
+
+    @app.get("/v1/models/{name}/runtime")
+    def runtime_state(name: str, version: int | None = None, who: str = Depends(principal)):
+        return rts.state(who, name, version)
+
+    @app.post("/v1/models/{name}/runtime")
+    def runtime_prepare(name: str, req: S.RuntimePrepare, who: str = Depends(principal)):
+        return rts.prepare(who, name, req.version, req.runtime_id)
+
+    @app.post("/v1/models/{name}/runtime/{rid}/link")
+    def runtime_link(name: str, rid: str, req: S.RuntimeLink, who: str = Depends(principal)):
+        return rts.link_and_load(who, name, req.version, rid, req.addresses)
+
+    @app.put("/v1/models/{name}/runtime/{rid}/requests/{req_id}/vars/{var}")
+    async def runtime_put(name: str, rid: str, req_id: str, var: str, version: int, request: Request, who: str = Depends(principal)):
+        data = await body_bytes(request)
+        await run_in_threadpool(rts.put_input, who, name, version, rid, req_id, var, data)
+        return {"name": var, "bytes": len(data)}
+
+    @app.post("/v1/models/{name}/runtime/{rid}/requests/{req_id}/run")
+    def runtime_run(name: str, rid: str, req_id: str, req: S.ProgramRun, who: str = Depends(principal)):
+        return rts.run(who, name, req.version, rid, req_id, req.program, req.params)
+
+    @app.get("/v1/models/{name}/runtime/{rid}/requests/{req_id}/vars/{var}")
+    def runtime_get(name: str, rid: str, req_id: str, var: str, version: int, who: str = Depends(principal)):
+        return Response(content=rts.get_output(who, name, version, rid, req_id, var), media_type="application/octet-stream")
+
+    @app.delete("/v1/models/{name}/runtime/{rid}/requests/{req_id}")
+    def runtime_end(name: str, rid: str, req_id: str, version: int, who: str = Depends(principal)):
+        rts.end_request(who, name, version, rid, req_id)
+        return {"ended": True}
+
     @app.get("/v1/audit", response_model=list[S.AuditRow])
     def audit_tail(n: int = 50, _who: str = Depends(principal)):
         return service.audit.tail(max(1, min(n, 1000)))

@@ -48,6 +48,40 @@ CREATE TABLE IF NOT EXISTS assets (
     size_bytes INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (name, version)
 );
+CREATE TABLE IF NOT EXISTS tensors (
+    asset TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    idx INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    shape TEXT NOT NULL,
+    commitment TEXT NOT NULL,
+    share_sha256 TEXT NOT NULL,
+    bytes INTEGER NOT NULL,
+    PRIMARY KEY (asset, version, name)
+);
+CREATE TABLE IF NOT EXISTS public_blobs (
+    asset TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (asset, version, key)
+);
+CREATE TABLE IF NOT EXISTS uploads (
+    id TEXT PRIMARY KEY,
+    asset TEXT NOT NULL,
+    version INTEGER NOT NULL,
+    principal TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    created REAL NOT NULL,
+    touched REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS upload_tensors (
+    upload TEXT NOT NULL,
+    name TEXT NOT NULL,
+    share_sha256 TEXT NOT NULL,
+    bytes INTEGER NOT NULL,
+    PRIMARY KEY (upload, name)
+);
 CREATE TABLE IF NOT EXISTS grants (
     asset TEXT NOT NULL,
     principal TEXT NOT NULL,

@@ -87,6 +87,7 @@ class Status(Strict):
     workers_rss_bytes: int
     sessions: list[SessionInfo]
     assets: list[dict]
+    resident: list[dict]
     store_bytes: int
     audit_rows: int
 
@@ -107,3 +108,33 @@ class AuditRow(Strict):
 class ErrorBody(Strict):
     error: str
     message: str
+
+
+class TensorSpec(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+    shape: list[int] = Field(max_length=8)
+    commitment: str = Field(default="", max_length=128)
+
+
+class UploadCreate(Strict):
+    version: int = Field(ge=1)
+    kind: Literal["llama"]
+    config: dict
+    tokenizer: str = Field(max_length=64 << 20)
+    tensors: list[TensorSpec] = Field(min_length=1, max_length=100_000)
+
+
+class RuntimePrepare(Strict):
+    version: int | None = None
+    runtime_id: str = Field(pattern=r"^[A-Za-z0-9_-]{8,64}$")
+
+
+class RuntimeLink(Strict):
+    version: int
+    addresses: list[str] = Field(min_length=2, max_length=16)
+
+
+class ProgramRun(Strict):
+    version: int
+    program: str = Field(pattern=r"^[a-z_.]{1,64}$")
+    params: dict = Field(default_factory=dict)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import threading
 import time
 
 import psutil
@@ -12,8 +14,18 @@ from ..config import NodeConfig
 from . import auth
 from .audit import AuditLog
 from .db import Database
+from .models import ModelRegistry
+from .runtimes import ModelRuntimes
 from .sessions import SessionManager
 from .store import ShareStore
+
+#: (storage type, bytes per value) of one party's share, by protocol and field.
+_FIELD_BYTES = {"FM32": 4, "FM64": 8, "FM128": 16}
+_REPLICATED = {"ABY3": 2}
+
+
+def share_layout(protocol: str, field: str) -> tuple[str, int]:
+    return f"{protocol.lower()}.AShr<{field}>", _FIELD_BYTES[field] * _REPLICATED.get(protocol, 1)
 
 
 class NodeService:
@@ -28,15 +40,31 @@ class NodeService:
         self.db = Database(cfg.state_dir / "state.db")
         self.audit = AuditLog(self.db)
         self.sessions = SessionManager(cfg, self.db, self.audit)
+        storage, per_value = share_layout(cfg.cluster.mpc.protocol, cfg.cluster.mpc.field)
+        self.models = ModelRegistry(self.db, self.store, self.audit, storage, per_value)
+        self.runtimes = ModelRuntimes(cfg, self.sessions, self.models, self.audit)
+        self._stop = threading.Event()
+        self._upkeep = threading.Thread(target=self._upkeep_loop, daemon=True, name="node-upkeep")
 
     def __repr__(self) -> str:
         return f"NodeService(rank={self.cfg.rank})"
 
     def start(self) -> None:
+        self.models.recover()
         self.sessions.start()
+        self._upkeep.start()
         self.audit.append("node.start", requester="system", detail={"pid": os.getpid(), "version": __version__})
 
+    def _upkeep_loop(self) -> None:
+        while not self._stop.wait(10.0):
+            try:
+                self.models.reap_uploads(self.cfg.cluster.timeouts.session_idle_s)
+                self.runtimes.check_alive()
+            except Exception:  # keep the node up; the next round retries
+                logging.getLogger(__name__).exception("upkeep failed")
+
     def stop(self) -> None:
+        self._stop.set()
         self.sessions.shutdown()
         self.audit.append("node.stop", requester="system")
         self.db.close()
@@ -55,12 +83,10 @@ class NodeService:
 
     def status(self) -> dict:
         now = time.time()
-        mono = time.monotonic()
         sessions = [
             {"id": s.id, "kind": s.kind, "state": s.state, "principal": s.principal, "age_s": round(now - s.created, 1), "runs": s.runs}
             for s in self.sessions.list()
         ]
-        del mono
         assets = [
             {"name": n, "version": v, "kind": k, "state": st, "size_bytes": b}
             for n, v, k, st, b in self.db.query("SELECT name, version, kind, state, size_bytes FROM assets WHERE state='ready' ORDER BY name, version")
@@ -79,6 +105,7 @@ class NodeService:
             "workers_rss_bytes": self.sessions.workers_rss(),
             "sessions": sessions,
             "assets": assets,
+            "resident": self.runtimes.resident(),
             "store_bytes": self.store.usage_bytes(),
             "audit_rows": self.db.query("SELECT COUNT(*) FROM audit")[0][0],
         }

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import NodeConfig
-from ..errors import ComputeError, Conflict, InvalidInput, MisuanError, NotFound
+from ..errors import ComputeError, Conflict, IntegrityError, InvalidInput, MisuanError, NotFound
 from . import _ipc
 from .audit import AuditLog
 from .db import Database
@@ -43,7 +43,7 @@ def check_var_name(name: str) -> str:
     return name
 
 
-_ERRORS = {cls.__name__: cls for cls in (ComputeError, Conflict, InvalidInput, NotFound)}
+_ERRORS = {cls.__name__: cls for cls in (ComputeError, Conflict, IntegrityError, InvalidInput, NotFound)}
 
 
 class WorkerHandle:
@@ -216,6 +216,8 @@ class Session:
     busy: threading.Lock = field(default_factory=threading.Lock)
     #: names the worker holds that this principal may read back.
     readable: set[str] = field(default_factory=set)
+    #: every variable name the worker holds.
+    held: set[str] = field(default_factory=set)
 
     def __repr__(self) -> str:
         return f"Session({self.id!r}, {self.kind}, {self.state}, port={self.port})"
@@ -305,6 +307,10 @@ class SessionManager:
         except NotFound:
             pass  # already closed
 
+    def call(self, sess: Session, header: dict, payload: bytes = b"", timeout: float | None = None):
+        """Send one command to the session's worker (node-internal use)."""
+        return self._call(sess, header, payload, timeout)
+
     def _call(self, sess: Session, header: dict, payload: bytes = b"", timeout: float | None = None):
         if not sess.busy.acquire(blocking=False):
             raise Conflict("session is busy with another request")
@@ -359,43 +365,61 @@ class SessionManager:
         self._require_linked(sess)
         self._call(sess, {"op": "ping", "nonce": nonce}, timeout=self._op_timeout())
 
-    def set_var(self, sess: Session, name: str, data: bytes) -> None:
+    def set_var(self, sess: Session, name: str, data: bytes, readable: bool = True) -> None:
         check_var_name(name)
         self._require_linked(sess)
         self._call(sess, {"op": "set_var", "name": name}, data, timeout=self._op_timeout())
         sess.bytes_in += len(data)
-        sess.readable.add(name)
+        sess.held.add(name)
+        if readable:
+            sess.readable.add(name)
 
-    def get_var(self, sess: Session, name: str) -> bytes:
+    def get_var(self, sess: Session, name: str, force: bool = False) -> bytes:
+        """A share the session may reveal (``force``: the caller checked it)."""
         check_var_name(name)
         self._require_linked(sess)
-        if name not in sess.readable:
+        if name not in sess.readable and not (force and name in sess.held):
             raise NotFound("unknown variable")
         _, data = self._call(sess, {"op": "get_var", "name": name}, timeout=self._op_timeout())
         sess.bytes_out += len(data)
         return data
 
-    def run(self, sess: Session, program: bytes, sha256: str, readable_outputs: bool = True) -> dict:
+    def run(self, sess: Session, program: bytes, sha256: str, *, request: str | None = None, check_inputs: bool = True) -> dict:
+        """Run a program. Client sessions: inputs must be the client's own
+        variables and outputs become readable. Node programs (``request``)
+        have their names resolved by the worker and stay unreadable unless
+        the caller marks them."""
         from ..mpc.program import parse_executable
 
         self._require_linked(sess)
         exe = parse_executable(program)
-        missing = [n for n in exe.input_names if n not in sess.readable]
-        if missing:
-            raise InvalidInput(f"program inputs not set in this session: {', '.join(missing[:5])}")
-        for n in exe.output_names:
+        names_in, names_out = list(exe.input_names), list(exe.output_names)
+        if request is not None:
+            names_in = [n.replace("r:$:", f"r:{request}:") for n in names_in]
+            names_out = [n.replace("r:$:", f"r:{request}:") for n in names_out]
+        if check_inputs:
+            missing = [n for n in names_in if n not in sess.readable]
+            if missing:
+                raise InvalidInput(f"program inputs not set in this session: {', '.join(missing[:5])}")
+        for n in names_out:
             check_var_name(n)
+        if request is None and any(n.startswith("w:") for n in names_out):
+            raise InvalidInput("program outputs may not overwrite stored weights")
         sess.state = "running"
         try:
-            reply, _ = self._call(sess, {"op": "run", "sha256": sha256}, program, timeout=None)
+            header = {"op": "run", "sha256": sha256}
+            if request is not None:
+                header["request"] = request
+            reply, _ = self._call(sess, header, program, timeout=None)
         finally:
             if sess.state == "running":
                 sess.state = "linked"
         sess.runs += 1
-        if readable_outputs:
-            sess.readable.update(exe.output_names)
+        sess.held.update(names_out)
+        if request is None:
+            sess.readable.update(names_out)
         reply.pop("ok", None)
-        reply["outputs"] = list(exe.output_names)
+        reply["outputs"] = names_out
         return reply
 
     def _require_linked(self, sess: Session) -> None:
@@ -448,7 +472,8 @@ class SessionManager:
             now = time.monotonic()
             for s in self.list():
                 dead = not s.worker.alive() and not s.busy.locked()
-                if dead or (now - s.last_used > idle and not s.busy.locked()):
+                idle_out = s.principal != "system" and now - s.last_used > idle
+                if dead or (idle_out and not s.busy.locked()):
                     try:
                         self.close(s.id, s.principal, status="failed" if dead else "ok", reason="worker exited" if dead else "idle timeout")
                     except NotFound:

@@ -58,6 +58,7 @@ class ShareStore:
         if len(key) != KEY_BYTES:
             raise ConfigError(f"storage key {key_file} must hold exactly {KEY_BYTES} bytes")
         self._aead = AESGCM(key)
+        self._key = key
 
     def __repr__(self) -> str:
         return f"ShareStore({str(self.root)!r}, key=HIDDEN)"
@@ -65,17 +66,21 @@ class ShareStore:
     def path_of(self, key: str) -> Path:
         return self.root.joinpath(*check_key_name(key).split("/"))
 
-    def write(self, key: str, data: bytes) -> int:
+    def write(self, key: str, data: bytes, aad: str | None = None) -> int:
         if len(data) > MAX_OBJECT:
             raise InvalidInput("object too large for the share store")
         path = self.path_of(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         nonce = secrets.token_bytes(12)
-        blob = self._aead.encrypt(nonce, data, key.encode())
+        blob = self._aead.encrypt(nonce, data, (aad or key).encode())
         atomic_write(path, [MAGIC, nonce, blob])
         return len(blob) + 16
 
-    def read(self, key: str) -> bytes:
+    def writer(self, key: str, aad: str) -> "StreamWriter":
+        """Encrypt a stream into ``key``; nothing is visible there before ``commit``."""
+        return StreamWriter(self._key, self.path_of(key), aad)
+
+    def read(self, key: str, aad: str | None = None) -> bytes:
         path = self.path_of(key)
         try:
             raw = path.read_bytes()
@@ -84,12 +89,21 @@ class ShareStore:
         if len(raw) < 4 + 12 + 16 or raw[:4] != MAGIC:
             raise IntegrityError(f"share file {path} is truncated or not a misuan share file")
         try:
-            return self._aead.decrypt(raw[4:16], raw[16:], key.encode())
+            return self._aead.decrypt(raw[4:16], raw[16:], (aad or key).encode())
         except InvalidTag:
             raise IntegrityError(f"share file {path} failed authentication (tampered, truncated or wrong node key)") from None
 
     def exists(self, key: str) -> bool:
         return self.path_of(key).is_file()
+
+    def move_tree(self, src: str, dst: str) -> None:
+        """Rename a directory of objects (atomic on one filesystem)."""
+        target = self.path_of(dst)
+        if target.exists():
+            raise InvalidInput(f"{dst!r} already exists in the share store")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self.path_of(src), target)
+        _fsync_dir(target.parent)
 
     def delete_tree(self, key: str) -> None:
         path = self.path_of(key)
@@ -117,3 +131,62 @@ class ShareStore:
         else:
             self.root.mkdir(parents=True, exist_ok=True)
             self.write(KEYCHECK, b"misuan-key-check")
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class StreamWriter:
+    """AES-256-GCM over a stream, to a temp file renamed into place on commit.
+
+    The file has the same layout as :meth:`ShareStore.write` (magic, nonce,
+    ciphertext, tag), so :meth:`ShareStore.read` opens both.
+    """
+
+    def __init__(self, key: bytes, path: Path, aad: str):
+        import hashlib
+
+        from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+        self._fh = open(os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb")
+        nonce = secrets.token_bytes(12)
+        self._enc = Cipher(algorithms.AES(key), modes.GCM(nonce)).encryptor()
+        self._enc.authenticate_additional_data(aad.encode())
+        self._fh.write(MAGIC + nonce)
+        self.sha256 = hashlib.sha256()
+        self.bytes = 0
+
+    def __repr__(self) -> str:
+        return f"StreamWriter({str(self.path)!r}, HIDDEN)"
+
+    def update(self, data: bytes | memoryview) -> None:
+        self.sha256.update(data)
+        self.bytes += len(data)
+        if self.bytes > MAX_OBJECT:
+            self.abort()
+            raise InvalidInput("object too large for the share store")
+        self._fh.write(self._enc.update(data))
+
+    def commit(self) -> str:
+        """Finish, fsync, rename into place; returns the plaintext's sha256."""
+        self._fh.write(self._enc.finalize())
+        self._fh.write(self._enc.tag)
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self._fh.close()
+        os.replace(self._tmp, self.path)
+        _fsync_dir(self.path.parent)
+        return self.sha256.hexdigest()
+
+    def abort(self) -> None:
+        if not self._fh.closed:
+            self._fh.close()
+        self._tmp.unlink(missing_ok=True)

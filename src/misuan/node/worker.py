@@ -76,16 +76,47 @@ class _Worker:
         self.vars[h["name"]] = len(payload)
         return {"ok": True}
 
-    def op_load_var(self, h: dict, _p: bytes):
-        """Load a stored share straight from the node's encrypted store."""
+    def op_load_vars(self, h: dict, _p: bytes):
+        """Load stored shares straight from the node's encrypted store (never via the client)."""
         from ..mpc.shares import decode_share
         from .store import ShareStore
 
         store = ShareStore(Path(h["store_root"]), Path(h["key_file"]))
-        data = store.read(h["key"])
-        self.rt.set_var(h["name"], decode_share(data))
-        self.vars[h["name"]] = len(data)
-        return {"ok": True}
+        total = 0
+        from spu import libspu
+
+        from ..mpc import _aby3
+
+        from ..errors import IntegrityError
+
+        for item in h["items"]:
+            try:
+                data = store.read(item["key"], item["aad"])
+            except IntegrityError as exc:
+                tensor = item["name"].removeprefix("w:")
+                raise IntegrityError(f"tensor {tensor}: {exc}") from None
+            if data[:4] == _aby3.COMPRESSED:
+                share = libspu.Share()
+                share.meta, share.share_chunks = _aby3.expand(data)
+            else:
+                share = decode_share(data)
+            del data
+            self.rt.set_var(item["name"], share)
+            del share
+            self.vars[item["name"]] = 1
+            total += 1
+        return {"ok": True, "loaded": total}
+
+    def op_del_prefix(self, h: dict, _p: bytes):
+        prefix = h["prefix"]
+        gone = [n for n in self.vars if n.startswith(prefix)]
+        for n in gone:
+            try:
+                self.rt.del_var(n)
+            except RuntimeError:
+                pass
+            self.vars.pop(n, None)
+        return {"ok": True, "deleted": len(gone)}
 
     def op_get_var(self, h: dict, _p: bytes):
         from ..mpc.shares import encode_share
@@ -112,6 +143,11 @@ class _Worker:
         if len(set(hashes)) != 1:
             bad = [i for i, x in enumerate(hashes) if x != digest]
             return {"ok": False, "error": "ComputeError", "message": f"parties {bad} hold a different program; refusing to run"}
+        request = h.get("request")
+        if request is not None:
+            # node programs are compiled once with a placeholder request id
+            exe.input_names = [n.replace("r:$:", f"r:{request}:") for n in exe.input_names]
+            exe.output_names = [n.replace("r:$:", f"r:{request}:") for n in exe.output_names]
         self.runs += 1
         exe.name = f"misuan-run-{self.runs}"
         t0 = time.perf_counter()
@@ -207,7 +243,7 @@ def preload() -> None:
     import spu.api  # noqa: F401
 
     from ..config import MpcSettings  # noqa: F401
-    from ..mpc import link, program, runtime, shares  # noqa: F401
+    from ..mpc import _aby3, link, program, runtime, shares  # noqa: F401
     from . import store  # noqa: F401
 
 

@@ -1,0 +1,90 @@
+"""Client handle on a model's resident runtime (the same one on every node)."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+
+import numpy as np
+
+from .. import errors as E
+from ..mpc.shares import SecretShare
+from .client import Client
+
+
+@dataclass
+class ModelRuntime:
+    """A model loaded into a warm SPU runtime on every node."""
+
+    client: Client
+    name: str
+    version: int
+    runtime_id: str
+    #: seconds spent linking + loading, when this handle built the runtime.
+    load_seconds: float = 0.0
+
+    def __repr__(self) -> str:
+        return f"ModelRuntime({self.name}@{self.version}, {self.runtime_id})"
+
+    @classmethod
+    def ensure(cls, client: Client, name: str, version: int | None = None) -> "ModelRuntime":
+        """Use the resident runtime if every node has the same one; else build it."""
+        import time
+
+        states = client.fanout(lambda i: client.nodes[i].runtime_state(name, version))
+        versions = {s["version"] for s in states}
+        if len(versions) != 1:
+            raise E.ConfigError(f"nodes disagree on the latest version of {name!r}: {sorted(versions)}")
+        version = versions.pop()
+        ids = {s["runtime_id"] for s in states}
+        if len(ids) == 1 and None not in ids and all(s["state"] == "ready" for s in states):
+            return cls(client, name, version, ids.pop())
+        rid = secrets.token_hex(12)
+        t0 = time.perf_counter()
+        prepared = client.fanout(lambda i: client.nodes[i].runtime_prepare(name, version, rid))
+        addresses = [p["link_address"] for p in prepared]
+        client.fanout(lambda i: client.nodes[i].runtime_link(name, version, rid, addresses))
+        return cls(client, name, version, rid, time.perf_counter() - t0)
+
+    def request(self) -> "RuntimeRequest":
+        return RuntimeRequest(self, secrets.token_hex(12))
+
+
+@dataclass
+class RuntimeRequest:
+    """One request's inputs/outputs inside a model runtime; free it with ``end``."""
+
+    runtime: ModelRuntime
+    id: str
+
+    def _fan(self, fn):
+        c = self.runtime.client
+        return c.fanout(fn)
+
+    def put(self, var: str, x: np.ndarray) -> None:
+        rt = self.runtime
+        frames = rt.client.sharer.share_frames(np.asarray(x))
+        self._fan(lambda i: rt.client.nodes[i].runtime_put(rt.name, rt.version, rt.runtime_id, self.id, var, frames[i]))
+
+    def run(self, program: str, params: dict | None = None) -> list[dict]:
+        rt = self.runtime
+        return self._fan(lambda i: rt.client.nodes[i].runtime_run(rt.name, rt.version, rt.runtime_id, self.id, program, params))
+
+    def reveal(self, var: str) -> np.ndarray:
+        """Reconstruct an output here, on the requester's machine."""
+        rt = self.runtime
+        shares = self._fan(lambda i: rt.client.nodes[i].runtime_get(rt.name, rt.version, rt.runtime_id, self.id, var))
+        return rt.client.sharer.reveal([SecretShare(s) for s in shares])
+
+    def end(self) -> None:
+        rt = self.runtime
+        try:
+            self._fan(lambda i: rt.client.nodes[i].runtime_end(rt.name, rt.version, rt.runtime_id, self.id))
+        except E.NotFound:
+            pass
+
+    def __enter__(self) -> "RuntimeRequest":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.end()

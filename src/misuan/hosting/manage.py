@@ -1,0 +1,98 @@
+"""List, show, remove, grant, revoke and verify hosted models."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .. import errors as E
+from ..client.client import Client
+from ..client.runtime import ModelRuntime
+
+
+def list_models(client: Client) -> list[dict]:
+    """Models (and versions) registered on *every* node, as this principal sees them."""
+    per_node = client.fanout(lambda i: client.nodes[i].list_models())
+    keys = [{(m["name"], m["version"]) for m in rows} for rows in per_node]
+    common = set.intersection(*keys) if keys else set()
+    sizes: dict[tuple[str, int], int] = {}
+    for rows in per_node:
+        for m in rows:
+            key = (m["name"], m["version"])
+            sizes[key] = max(sizes.get(key, 0), m.get("share_bytes") or 0)
+    out = [{**m, "share_bytes": sizes[(m["name"], m["version"])]} for m in per_node[0] if (m["name"], m["version"]) in common]
+    partial = sorted(set.union(*keys) - common) if keys else []
+    for name, version in partial:
+        out.append({"name": name, "version": version, "state": "incomplete (not on every node)"})
+    return out
+
+
+def show_model(client: Client, name: str, version: int | None = None) -> dict:
+    views = client.fanout(lambda i: client.nodes[i].show_model(name, version))
+    first = views[0]
+    mismatched = [i for i, v in enumerate(views) if v["version"] != first["version"] or [t["commitment"] for t in v["tensors"]] != [t["commitment"] for t in first["tensors"]]]
+    if mismatched:
+        raise E.IntegrityError(f"nodes {mismatched} hold a different {name}@{first['version']} than node 0")
+    info = {k: v for k, v in first.items() if k != "tensors"}
+    info["tensors"] = [{k: t[k] for k in ("name", "shape", "commitment")} for t in first["tensors"]]
+    info["share_sha256_per_node"] = [[t["share_sha256"] for t in v["tensors"]] for v in views]
+    info["share_bytes_per_node"] = [v["share_bytes"] for v in views]
+    return info
+
+
+def remove_model(client: Client, name: str, version: int | None = None) -> list[int]:
+    removed = client.fanout(lambda i: client.nodes[i].remove_model(name, version))
+    return sorted(set().union(*map(set, removed)))
+
+
+def grant_model(client: Client, name: str, to: str) -> None:
+    client.fanout(lambda i: client.nodes[i].grant(name, to))
+
+
+def revoke_model(client: Client, name: str, to: str) -> bool:
+    return any(client.fanout(lambda i: client.nodes[i].revoke(name, to)))
+
+
+def verify_model(client: Client, name: str, path: str | Path, version: int | None = None, *, seed: int | None = None, tolerance: float = 1e-2) -> dict:
+    """Owner-only check that the hosted shares reconstruct to the weights at ``path``.
+
+    Secret random probes u, v per tensor; the nodes compute ``u·W·v`` on the
+    resident shares with a program they compile themselves; only the owner
+    sees the results, and compares them with the same products in plaintext.
+    """
+    from ..models.loader import load_model
+    from .publish import hosted_tensors
+
+    cfg, params, _ = load_model(path)
+    tensors = hosted_tensors(cfg, params)
+    t0 = time.perf_counter()
+    rt = ModelRuntime.ensure(client, name, version)
+    ensure_s = time.perf_counter() - t0
+    rng = np.random.default_rng(seed)
+    expected = []
+    with rt.request() as req:
+        for i, (tname, w) in enumerate(tensors):
+            probes = [rng.standard_normal(d).astype(np.float32) / np.sqrt(d) for d in w.shape]
+            for j, p in enumerate(probes):
+                req.put(f"p{i}_{j}", p)
+            y = probes[0] @ w if w.ndim == 1 else probes[0] @ w @ probes[1]
+            expected.append(float(y))
+        t1 = time.perf_counter()
+        req.run("verify")
+        run_s = time.perf_counter() - t1
+        got = req.reveal("y")
+    err = np.abs(np.asarray(got, np.float64) - np.asarray(expected))
+    bad = [tensors[i][0] for i in np.nonzero(err > tolerance)[0]]
+    return {
+        "model": name,
+        "version": rt.version,
+        "tensors": len(tensors),
+        "max_abs_error": float(err.max()),
+        "tolerance": tolerance,
+        "mismatched": bad,
+        "ok": not bad,
+        "runtime_ready_s": round(ensure_s, 2),
+        "verify_run_s": round(run_s, 2),
+    }

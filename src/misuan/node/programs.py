@@ -1,0 +1,103 @@
+"""Programs nodes compile themselves over stored assets.
+
+A client names a program and passes public parameters; each node builds the
+JAX function from *its own code* and the asset's public config, compiles it
+(deterministic, shapes only), and the workers compare executable hashes over
+the link before running. Clients can never ship code that reads stored
+shares. Each program declares which outputs may be revealed to whom.
+
+Variable naming in a model runtime::
+
+    w:<tensor>            a stored weight share (never readable by anyone)
+    r:<request>:<name>    a request's inputs and outputs (outputs readable
+                          only when the program declares them revealable)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+
+from ..errors import InvalidInput
+from ..mpc.compile import Program, compile_program
+
+
+@dataclass(frozen=True)
+class NodeProgram:
+    program: Program
+    #: request-scoped inputs the client must have uploaded (short names).
+    request_inputs: tuple[str, ...]
+    #: outputs (short names) the requester may read back.
+    revealable: tuple[str, ...]
+    #: who may run it: "owner" or "grantee".
+    who: str
+
+
+def weight_var(tensor: str) -> str:
+    return f"w:{tensor}"
+
+
+#: placeholder for the request id in compiled programs; the worker substitutes
+#: it after the hash check, so one executable serves every request.
+REQ = "$"
+
+
+def request_var(request: str, name: str) -> str:
+    return f"r:{request}:{name}"
+
+
+def _verify(specs: list[tuple[str, tuple[int, ...]]]) -> NodeProgram:
+    """``y_t = u_t · W_t · v_t`` for every tensor (1-D: ``u_t · w_t``).
+
+    The owner secret-shares random probes u_t, v_t and compares the revealed
+    y with the same product on its plaintext weights (Freivalds-style): a
+    hosted model that does not reconstruct to the published weights is caught
+    with high probability, while the owner learns one number per tensor and
+    the nodes learn nothing.
+    """
+    n = len(specs)
+
+    def probe_shapes(shape):
+        if len(shape) == 1:
+            return [(shape[0],)]
+        if len(shape) == 2:
+            return [(shape[0],), (shape[1],)]
+        raise InvalidInput("verify supports 1-D and 2-D tensors only")
+
+    probe_specs: list[tuple[str, tuple[int, ...]]] = []
+    for i, (_, shape) in enumerate(specs):
+        for j, ps in enumerate(probe_shapes(shape)):
+            probe_specs.append((f"p{i}_{j}", ps))
+
+    def fn(*args):
+        weights, probes = args[:n], list(args[n:])
+        ys = []
+        for w in weights:
+            if w.ndim == 1:
+                ys.append(jnp.dot(probes.pop(0), w))
+            else:
+                u, v = probes.pop(0), probes.pop(0)
+                ys.append(jnp.dot(jnp.dot(u, w), v))
+        return jnp.stack(ys)  # (n_tensors,) secret
+
+    arg_specs = [jax.ShapeDtypeStruct(s, jnp.float32) for _, s in specs] + [
+        jax.ShapeDtypeStruct(s, jnp.float32) for _, s in probe_specs
+    ]
+    names = [weight_var(t) for t, _ in specs] + [request_var(REQ, p) for p, _ in probe_specs]
+    prog = compile_program(fn, arg_specs, name="model.verify", input_names=names, output_names=[request_var(REQ, "y")])
+    return NodeProgram(prog, tuple(p for p, _ in probe_specs), ("y",), "owner")
+
+
+BUILDERS: dict[str, Callable[..., NodeProgram]] = {"verify": _verify}
+
+
+def build(program: str, specs: list[tuple[str, tuple[int, ...]]], params: dict) -> NodeProgram:
+    builder = BUILDERS.get(program)
+    if builder is None:
+        raise InvalidInput(f"unknown program {program!r}; available: {sorted(BUILDERS)}")
+    if params:
+        raise InvalidInput(f"program {program!r} takes no parameters")
+    return builder(specs)

@@ -1,0 +1,247 @@
+"""Resident model runtimes: a model's shares loaded into a warm SPU runtime.
+
+One runtime per (model, version) per node: a session worker whose link to the
+other nodes stays up and whose runtime variables hold the weight shares
+(``w:<tensor>``). The first user's client asks every node to prepare and link
+it (a fresh runtime id); later users find it ready. If a peer is lost, the
+runtime fails on every node and the next use builds a new one.
+
+Requests (e.g. one model check, one chat) keep their inputs and outputs under
+``r:<request>:`` in the same runtime; only programs the node compiles itself
+run there (:mod:`.programs`), and only outputs those programs declare
+revealable are returned, to the principal that made the request.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+
+from ..config import NodeConfig
+from ..errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from . import programs as P
+from .audit import AuditLog
+from .models import ModelRegistry
+from .sessions import Session, SessionManager, check_session_id
+
+REQUEST_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
+SYSTEM = "system"
+
+
+@dataclass
+class Runtime:
+    name: str
+    version: int
+    session: Session
+    state: str = "reserved"  # reserved | loading | ready
+    loaded_at: float | None = None
+    load_seconds: float = 0.0
+    #: request id -> principal
+    requests: dict[str, str] = field(default_factory=dict)
+    #: (request, short output name) the requester may read
+    readable: set[tuple[str, str]] = field(default_factory=set)
+
+    @property
+    def id(self) -> str:
+        return self.session.id
+
+
+class ModelRuntimes:
+    def __init__(self, cfg: NodeConfig, sessions: SessionManager, registry: ModelRegistry, audit: AuditLog):
+        self.cfg = cfg
+        self.sessions = sessions
+        self.registry = registry
+        self.audit = audit
+        self._lock = threading.Lock()
+        self._rt: dict[tuple[str, int], Runtime] = {}
+        self._programs: dict[tuple[str, int, str], P.NodeProgram] = {}
+
+    # ------------------------------------------------------------ helpers
+
+    def _allowed(self, principal: str, name: str) -> None:
+        if not self.registry.can_use(principal, name):
+            raise NotFound(f"unknown model {name!r}")
+
+    def _get(self, name: str, version: int, rid: str) -> Runtime:
+        rt = self._rt.get((name, version))
+        if rt is None or rt.id != rid or rt.session.state in ("closed", "failed"):
+            raise NotFound("unknown or expired model runtime")
+        return rt
+
+    def _drop(self, key: tuple[str, int], reason: str) -> None:
+        rt = self._rt.pop(key, None)
+        if rt is not None:
+            try:
+                self.sessions.close(rt.id, SYSTEM, reason=reason)
+            except NotFound:
+                pass
+
+    # ------------------------------------------------------------ lifecycle
+
+    def state(self, principal: str, name: str, version: int | None) -> dict:
+        self._allowed(principal, name)
+        version = self.registry.resolve_version(name, version)
+        rt = self._rt.get((name, version))
+        if rt is not None and rt.session.state in ("closed", "failed"):
+            with self._lock:
+                self._drop((name, version), "failed")
+            rt = None
+        return {"name": name, "version": version, "runtime_id": rt.id if rt else None, "state": rt.state if rt else "absent"}
+
+    def prepare(self, principal: str, name: str, version: int | None, rid: str) -> dict:
+        """Reserve a fresh runtime (tearing down any other one of this model)."""
+        self._allowed(principal, name)
+        check_session_id(rid)
+        version = self.registry.resolve_version(name, version)
+        with self._lock:
+            old = self._rt.get((name, version))
+            if old is not None and old.id == rid:
+                return {"runtime_id": rid, "state": old.state, "link_address": self.cfg.party.link_address(old.session.port)}
+            if old is not None and old.state == "loading":
+                raise Conflict("this model's runtime is being loaded; retry shortly")
+            self._drop((name, version), "replaced")
+            sess = self.sessions.create(rid, SYSTEM, kind=f"model:{name}@{version}")
+            self._rt[(name, version)] = Runtime(name, version, sess)
+        self.audit.append("model.runtime.prepare", asset=f"{name}@{version}", requester=principal, detail={"runtime": rid})
+        return {"runtime_id": rid, "state": "reserved", "link_address": self.cfg.party.link_address(sess.port)}
+
+    def link_and_load(self, principal: str, name: str, version: int, rid: str, addresses: list[str]) -> dict:
+        self._allowed(principal, name)
+        rt = self._get(name, version, rid)
+        if rt.state != "reserved":
+            raise Conflict(f"runtime is {rt.state}")
+        rt.state = "loading"
+        try:
+            link_s = self.sessions.link(rt.session, addresses, self._runtime_options())
+            t0 = time.perf_counter()
+            items = []
+            for tensor, _shape in self.registry.tensor_specs(name, version):
+                key, aad = self.registry.store_key(name, version, tensor)
+                items.append({"name": P.weight_var(tensor), "key": key, "aad": aad})
+            self.sessions.call(
+                rt.session,
+                {"op": "load_vars", "store_root": str(self.registry.store.root), "key_file": str(self.cfg.storage_key_file), "items": items},
+                timeout=3600,
+            )
+        except BaseException:
+            with self._lock:
+                if self._rt.get((name, version)) is rt:
+                    self._drop((name, version), "load failed")
+            raise
+        rt.load_seconds = time.perf_counter() - t0
+        rt.loaded_at = time.time()
+        rt.state = "ready"
+        self.audit.append(
+            "model.runtime.load", asset=f"{name}@{version}", requester=principal,
+            detail={"runtime": rid, "tensors": len(items), "seconds": round(rt.load_seconds, 2)},
+        )
+        return {"link_seconds": link_s, "load_seconds": rt.load_seconds, "tensors": len(items)}
+
+    def _runtime_options(self) -> dict:
+        return {}
+
+    # ------------------------------------------------------------ requests
+
+    def _request(self, rt: Runtime, principal: str, request: str, create: bool = False) -> None:
+        if not REQUEST_RE.match(request or ""):
+            raise InvalidInput("request ids are 8-64 chars of letters, digits, '_' or '-'")
+        owner = rt.requests.get(request)
+        if owner is None and create:
+            rt.requests[request] = principal
+        elif owner != principal:
+            raise NotFound("unknown request")
+
+    def put_input(self, principal: str, name: str, version: int, rid: str, request: str, var: str, data: bytes) -> None:
+        self._allowed(principal, name)
+        rt = self._get(name, version, rid)
+        if rt.state != "ready":
+            raise Conflict(f"runtime is {rt.state}")
+        self._request(rt, principal, request, create=True)
+        if not re.match(r"^[A-Za-z0-9_]{1,64}$", var):
+            raise InvalidInput("invalid variable name")
+        self.sessions.set_var(rt.session, P.request_var(request, var), data, readable=False)
+
+    def run(self, principal: str, name: str, version: int, rid: str, request: str, program: str, params: dict) -> dict:
+        self._allowed(principal, name)
+        rt = self._get(name, version, rid)
+        if rt.state != "ready":
+            raise Conflict(f"runtime is {rt.state}")
+        self._request(rt, principal, request)
+        np_ = self._program(name, version, program, params)
+        if np_.who == "owner" and self.registry._owner(name) != principal:
+            raise PermissionDenied(f"only the owner of {name!r} may run {program!r}")
+        missing = [i for i in np_.request_inputs if P.request_var(request, i) not in rt.session.held]
+        if missing:
+            raise InvalidInput(f"request inputs missing: {', '.join(missing[:5])}")
+        res = self.sessions.run(rt.session, np_.program.executable, np_.program.sha256, request=request, check_inputs=False)
+        for out in np_.revealable:
+            rt.readable.add((request, out))
+        self.audit.append(
+            f"model.run.{program}", asset=f"{name}@{version}", requester=principal,
+            detail={"request": request, "send_bytes": res.get("send_bytes", 0), "seconds": round(res["seconds"], 3)},
+        )
+        return res
+
+    def _program(self, name: str, version: int, program: str, params: dict) -> P.NodeProgram:
+        key = (name, version, program)
+        if params or key not in self._programs:
+            built = P.build(program, self.registry.tensor_specs(name, version), params)
+            if params:
+                return built
+            self._programs[key] = built
+        return self._programs[key]
+
+    def get_output(self, principal: str, name: str, version: int, rid: str, request: str, var: str) -> bytes:
+        self._allowed(principal, name)
+        rt = self._get(name, version, rid)
+        self._request(rt, principal, request)
+        if (request, var) not in rt.readable:
+            raise NotFound("unknown variable")
+        return self.sessions.get_var(rt.session, P.request_var(request, var), force=True)
+
+    def end_request(self, principal: str, name: str, version: int, rid: str, request: str) -> None:
+        self._allowed(principal, name)
+        rt = self._get(name, version, rid)
+        self._request(rt, principal, request)
+        self.sessions.call(rt.session, {"op": "del_prefix", "prefix": P.request_var(request, "")}, timeout=60)
+        rt.session.held = {n for n in rt.session.held if not n.startswith(P.request_var(request, ""))}
+        rt.requests.pop(request, None)
+        rt.readable = {x for x in rt.readable if x[0] != request}
+
+    # ------------------------------------------------------------ upkeep
+
+    def unload(self, name: str, versions: list[int] | None = None) -> None:
+        with self._lock:
+            for key in [k for k in self._rt if k[0] == name and (versions is None or k[1] in versions)]:
+                self._drop(key, "model removed")
+
+    def resident(self) -> list[dict]:
+        out = []
+        for (name, version), rt in list(self._rt.items()):
+            if rt.session.state in ("closed", "failed"):
+                continue
+            out.append({"name": name, "version": version, "runtime_id": rt.id, "state": rt.state,
+                        "load_seconds": round(rt.load_seconds, 2), "requests": len(rt.requests), "pid": rt.session.worker.pid,
+                        "rss_bytes": _rss(rt.session.worker.pid)})
+        return out
+
+    def check_alive(self) -> None:
+        if any(rt.session.state in ("closed", "failed") for rt in self._rt.values()):
+            with self._lock:
+                for key, rt in list(self._rt.items()):
+                    if rt.session.state in ("closed", "failed"):
+                        self._rt.pop(key, None)
+
+
+def _rss(pid: int) -> int:
+    import psutil
+
+    try:
+        return psutil.Process(pid).memory_info().rss
+    except psutil.Error:
+        return 0
+
+
+__all__ = ["ModelRuntimes", "Runtime"]
