@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -22,6 +22,7 @@ class ModelRuntime:
     runtime_id: str
     #: seconds spent linking + loading, when this handle built the runtime.
     load_seconds: float = 0.0
+    _compiled: set = field(default_factory=set, repr=False)
 
     def __repr__(self) -> str:
         return f"ModelRuntime({self.name}@{self.version}, {self.runtime_id})"
@@ -46,6 +47,17 @@ class ModelRuntime:
         client.fanout(lambda i: client.nodes[i].runtime_link(name, version, rid, addresses))
         return cls(client, name, version, rid, time.perf_counter() - t0)
 
+    def compile(self, program: str, params: dict | None = None) -> None:
+        """Have every node compile ``program`` now; all must agree on its hash."""
+        key = (program, tuple(sorted((params or {}).items())))
+        if key in self._compiled:
+            return
+        res = self.client.fanout(lambda i: self.client.nodes[i].program_compile(self.name, self.version, program, params))
+        hashes = {r["sha256"] for r in res}
+        if len(hashes) != 1:
+            raise E.IntegrityError(f"nodes compiled different executables for {program}; refusing to run")
+        self._compiled.add(key)
+
     def request(self) -> "RuntimeRequest":
         return RuntimeRequest(self, secrets.token_hex(12))
 
@@ -68,6 +80,7 @@ class RuntimeRequest:
 
     def run(self, program: str, params: dict | None = None) -> list[dict]:
         rt = self.runtime
+        rt.compile(program, params)
         return self._fan(lambda i: rt.client.nodes[i].runtime_run(rt.name, rt.version, rt.runtime_id, self.id, program, params))
 
     def reveal(self, var: str) -> np.ndarray:

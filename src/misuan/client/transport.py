@@ -108,9 +108,14 @@ class NodeClient:
     def ping(self, sid: str, nonce: str) -> None:
         self._request("POST", f"/v1/sessions/{sid}/ping", json={"nonce": nonce})
 
+    def _size_timeout(self, nbytes: int) -> float:
+        """Read timeout for a transfer: the configured one, stretched at 20 MB/s."""
+        return max(self._read_timeout, nbytes / 20e6)
+
     def put_var(self, sid: str, name: str, data: bytes) -> None:
         self._request(
-            "PUT", f"/v1/sessions/{sid}/vars/{name}", content=data, headers={"Content-Type": "application/octet-stream"}
+            "PUT", f"/v1/sessions/{sid}/vars/{name}", content=data, headers={"Content-Type": "application/octet-stream"},
+            timeout=self._size_timeout(len(data)),
         )
 
     def get_var(self, sid: str, name: str) -> bytes:
@@ -199,6 +204,11 @@ class NodeClient:
             "PUT", f"/v1/models/{name}/runtime/{rid}/requests/{request}/vars/{var}", params={"version": version},
             content=bytes(data), headers={"Content-Type": "application/octet-stream"},
         )
+
+    def program_compile(self, name: str, version: int, program: str, params: dict | None = None) -> dict:
+        return self._request(
+            "POST", f"/v1/models/{name}/programs/compile", json={"version": version, "program": program, "params": params or {}}, timeout=None
+        ).json()
 
     def runtime_run(self, name: str, version: int, rid: str, request: str, program: str, params: dict | None = None) -> dict:
         return self._request(

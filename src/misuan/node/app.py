@@ -197,6 +197,10 @@ def create_app(service: NodeService) -> FastAPI:
         await run_in_threadpool(rts.put_input, who, name, version, rid, req_id, var, data)
         return {"name": var, "bytes": len(data)}
 
+    @app.post("/v1/models/{name}/programs/compile")
+    def program_compile(name: str, req: S.ProgramRun, who: str = Depends(principal)):
+        return rts.compile(who, name, req.version, req.program, req.params)
+
     @app.post("/v1/models/{name}/runtime/{rid}/requests/{req_id}/run")
     def runtime_run(name: str, rid: str, req_id: str, req: S.ProgramRun, who: str = Depends(principal)):
         return rts.run(who, name, req.version, rid, req_id, req.program, req.params)

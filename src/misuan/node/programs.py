@@ -91,13 +91,76 @@ def _verify(specs: list[tuple[str, tuple[int, ...]]]) -> NodeProgram:
     return NodeProgram(prog, tuple(p for p, _ in probe_specs), ("y",), "owner")
 
 
-BUILDERS: dict[str, Callable[..., NodeProgram]] = {"verify": _verify}
+def _llama_config(config: dict):
+    from ..models.config import LlamaConfig
+
+    return LlamaConfig.from_dict({k: v for k, v in config.items() if k != "n_params"})
 
 
-def build(program: str, specs: list[tuple[str, tuple[int, ...]]], params: dict) -> NodeProgram:
+def _from_spec(name: str, spec, cfg, *, weights: list[str] | None = None, weight_outputs: bool = False) -> NodeProgram:
+    from ..secure.engine import weight_names, weight_shapes
+
+    shapes = weight_shapes(cfg)
+    wnames = weight_names(cfg) if weights is None else weights
+    arg_specs = [jax.ShapeDtypeStruct(shapes[w], jnp.float32) for w in wnames]
+    arg_specs += [jax.ShapeDtypeStruct(shape, jnp.float32) for _, shape in spec.inputs]
+    in_names = [weight_var(w) for w in wnames] + [request_var(REQ, n) for n, _ in spec.inputs]
+    out_names = [weight_var(o) if weight_outputs else request_var(REQ, o) for o in spec.outputs]
+    prog = compile_program(spec.fn, arg_specs, name=name, input_names=in_names, output_names=out_names)
+    return NodeProgram(prog, tuple(n for n, _ in spec.inputs), spec.revealable, "grantee")
+
+
+def _int_param(params: dict, key: str, allowed: tuple[int, ...]) -> int:
+    value = params.get(key)
+    if not isinstance(value, int) or value not in allowed:
+        raise InvalidInput(f"parameter {key!r} must be one of {list(allowed)}")
+    return value
+
+
+def _prefill(specs, config: dict, params: dict) -> NodeProgram:
+    from ..secure.engine import CACHE_BUCKETS, PROMPT_BUCKETS, prefill_spec
+
+    cfg = _llama_config(config)
+    T = _int_param(params, "T", PROMPT_BUCKETS)
+    S = _int_param(params, "S", CACHE_BUCKETS)
+    if not T < S <= max(cfg.max_seq_len, CACHE_BUCKETS[0]):
+        raise InvalidInput(f"need T < S <= the model's context ({cfg.max_seq_len})")
+    return _from_spec(f"llama.prefill.T{T}.S{S}", prefill_spec(cfg, T, S), cfg)
+
+
+def _decode(specs, config: dict, params: dict) -> NodeProgram:
+    from ..secure.engine import CACHE_BUCKETS, decode_spec
+
+    cfg = _llama_config(config)
+    S = _int_param(params, "S", CACHE_BUCKETS)
+    if S > max(cfg.max_seq_len, CACHE_BUCKETS[0]):
+        raise InvalidInput(f"S exceeds the model's context ({cfg.max_seq_len})")
+    return _from_spec(f"llama.decode.S{S}", decode_spec(cfg, S), cfg)
+
+
+def head_program(config: dict) -> NodeProgram:
+    """Load-time program for tied embeddings: ``w:lm_head = transpose(w:embed)``."""
+    from ..secure.engine import head_spec
+
+    cfg = _llama_config(config)
+    return _from_spec("llama.head", head_spec(cfg), cfg, weights=["embed"], weight_outputs=True)
+
+
+def _verify_builder(specs, config: dict, params: dict) -> NodeProgram:
+    if params:
+        raise InvalidInput("program 'verify' takes no parameters")
+    return _verify(specs)
+
+
+BUILDERS: dict[str, Callable[..., NodeProgram]] = {
+    "verify": _verify_builder,
+    "llama.prefill": _prefill,
+    "llama.decode": _decode,
+}
+
+
+def build(program: str, specs: list[tuple[str, tuple[int, ...]]], config: dict, params: dict) -> NodeProgram:
     builder = BUILDERS.get(program)
     if builder is None:
         raise InvalidInput(f"unknown program {program!r}; available: {sorted(BUILDERS)}")
-    if params:
-        raise InvalidInput(f"program {program!r} takes no parameters")
-    return builder(specs)
+    return builder(specs, config, params)

@@ -56,7 +56,8 @@ class ModelRuntimes:
         self.audit = audit
         self._lock = threading.Lock()
         self._rt: dict[tuple[str, int], Runtime] = {}
-        self._programs: dict[tuple[str, int, str], P.NodeProgram] = {}
+        self._programs: dict[tuple, P.NodeProgram] = {}
+        self._compile_lock = threading.Lock()
 
     # ------------------------------------------------------------ helpers
 
@@ -125,6 +126,11 @@ class ModelRuntimes:
                 {"op": "load_vars", "store_root": str(self.registry.store.root), "key_file": str(self.cfg.storage_key_file), "items": items},
                 timeout=3600,
             )
+            config = self.registry.config(name, version)
+            if config.get("tie_embeddings") and config.get("kind", "llama") == "llama":
+                # the output head, pre-transposed once here (see secure.engine.head_spec)
+                head = P.head_program(config)
+                self.sessions.run(rt.session, head.program.executable, head.program.sha256, request="load", check_inputs=False)
         except BaseException:
             with self._lock:
                 if self._rt.get((name, version)) is rt:
@@ -184,14 +190,21 @@ class ModelRuntimes:
         )
         return res
 
+    def compile(self, principal: str, name: str, version: int, program: str, params: dict) -> dict:
+        """Build and compile a program ahead of running it (so parties start runs together)."""
+        self._allowed(principal, name)
+        t0 = time.perf_counter()
+        np_ = self._program(name, version, program, params)
+        return {"sha256": np_.program.sha256, "seconds": time.perf_counter() - t0}
+
     def _program(self, name: str, version: int, program: str, params: dict) -> P.NodeProgram:
-        key = (name, version, program)
-        if params or key not in self._programs:
-            built = P.build(program, self.registry.tensor_specs(name, version), params)
-            if params:
-                return built
-            self._programs[key] = built
-        return self._programs[key]
+        key = (name, version, program, tuple(sorted(params.items())))
+        with self._compile_lock:
+            if key not in self._programs:
+                self._programs[key] = P.build(
+                    program, self.registry.tensor_specs(name, version), self.registry.config(name, version), params
+                )
+            return self._programs[key]
 
     def get_output(self, principal: str, name: str, version: int, rid: str, request: str, var: str) -> bytes:
         self._allowed(principal, name)

@@ -1,0 +1,245 @@
+"""Encrypted inference (密态推理), client side: prompts and answers stay secret.
+
+The client tokenizes and renders the chat template here, secret-shares the
+prompt as one-hot rows, the attention mask, RoPE rows and sampling noise, and
+asks every node to run the programs *they* compile (``llama.prefill`` once,
+``llama.decode`` per token) against the resident model runtime. The KV cache
+and the sampled token stay secret-shared on the nodes between steps; only the
+token ids are reconstructed, here.
+
+What nodes learn: the model, the prompt's shape bucket ``T``, the cache bucket
+``S`` and the number of decode steps (``fixed_length`` always runs
+``max_tokens`` steps to hide the answer length). Not the prompt length within
+its bucket, not the tokens, not whether sampling is greedy.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from dataclasses import dataclass, field
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from .. import errors as E
+from ..client.client import Client
+from ..client.runtime import ModelRuntime, RuntimeRequest
+from ..models.config import LlamaConfig
+from ..models.llama import rope_tables
+from ..models.tokenizer import StreamDecoder, Tokenizer
+from ..secure.engine import CACHE_BUCKETS, PROMPT_BUCKETS, bucket
+from ..secure.sampling import gumbel_noise
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    max_tokens: int = 128
+    temperature: float = 0.0
+    top_p: float = 1.0
+    seed: int | None = None
+    fixed_length: bool = False
+    stop: tuple[str, ...] = ()
+
+    def check(self, secure: bool = True) -> None:
+        if not isinstance(self.max_tokens, int) or self.max_tokens <= 0:
+            raise E.InvalidInput("max_tokens must be a positive integer")
+        if not (isinstance(self.temperature, (int, float)) and math.isfinite(self.temperature)) or self.temperature < 0:
+            raise E.InvalidInput("temperature must be >= 0 (0 = greedy)")
+        if not 0 < self.top_p <= 1:
+            raise E.InvalidInput("top_p must be in (0, 1]")
+        if secure and self.top_p < 1:
+            raise E.InvalidInput("top-p sampling runs only with --plaintext; under MPC use greedy or --temperature")
+
+
+@dataclass
+class GenerationStats:
+    prompt_tokens: int = 0
+    prompt_bucket: int = 0
+    cache_bucket: int = 0
+    prefill_s: float = 0.0
+    decode_s: list[float] = field(default_factory=list)
+    decode_bytes: list[int] = field(default_factory=list)
+    prefill_bytes: int = 0
+    runtime_ready_s: float = 0.0
+    steps: int = 0
+    finish_reason: str = ""
+
+    @property
+    def decode_s_per_token(self) -> float:
+        return statistics.median(self.decode_s) if self.decode_s else 0.0
+
+    @property
+    def bytes_per_token(self) -> float:
+        return statistics.median(self.decode_bytes) if self.decode_bytes else 0.0
+
+    def to_dict(self) -> dict:
+        return {
+            "prompt_tokens": self.prompt_tokens,
+            "prompt_bucket": self.prompt_bucket,
+            "cache_bucket": self.cache_bucket,
+            "prefill_s": round(self.prefill_s, 3),
+            "decode_s_per_token": round(self.decode_s_per_token, 3),
+            "decode_steps": self.steps,
+            "bytes_per_token": int(self.bytes_per_token),
+            "prefill_bytes": self.prefill_bytes,
+            "runtime_ready_s": round(self.runtime_ready_s, 2),
+            "finish_reason": self.finish_reason,
+        }
+
+
+def prefill_mask(n: int, T: int) -> np.ndarray:
+    """(T, T) 0/1: real rows (last n slots) see real slots up to themselves; padding rows see only themselves."""
+    m = np.eye(T, dtype=np.float32)  # padding rows: themselves only (keeps every row well-defined)
+    first = T - n
+    for t in range(first, T):
+        m[t, first : t + 1] = 1.0
+    return m
+
+
+def decode_mask(n_real: int, S: int) -> np.ndarray:
+    """(1, S) 0/1: the last ``n_real`` slots (prompt + generated so far + the new token)."""
+    m = np.zeros((1, S), np.float32)
+    m[0, S - n_real :] = 1.0
+    return m
+
+
+def onehot_rows(ids: Sequence[int], T: int, V: int) -> np.ndarray:
+    """(T, V): right-aligned one-hot rows, zero rows for padding."""
+    x = np.zeros((T, V), np.float32)
+    for i, tok in enumerate(ids):
+        x[T - len(ids) + i, tok] = 1.0
+    return x
+
+
+class SecureModel:
+    """A hosted model, ready for secure generation from this client."""
+
+    def __init__(self, client: Client, name: str, version: int | None = None):
+        t0 = time.perf_counter()
+        self.client = client
+        self.runtime = ModelRuntime.ensure(client, name, version)
+        self.ready_s = time.perf_counter() - t0
+        info = client.nodes[0].show_model(name, self.runtime.version)
+        self.config = LlamaConfig.from_dict({k: v for k, v in info["config"].items() if k != "n_params"})
+        self.tokenizer = Tokenizer.from_json(client.nodes[0].model_tokenizer(name, self.runtime.version))
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"SecureModel({self.name}@{self.runtime.version})"
+
+    def encode_chat(self, messages: list[dict]) -> list[int]:
+        _check_messages(messages)
+        return self.tokenizer.encode_chat(messages, add_generation_prompt=True)
+
+    def buckets(self, n_prompt: int, max_tokens: int) -> tuple[int, int]:
+        context = self.config.max_seq_len
+        if n_prompt + max_tokens > context:
+            raise E.InvalidInput(f"prompt ({n_prompt} tokens) + max_tokens ({max_tokens}) exceeds the model's context of {context}")
+        T = bucket(n_prompt, PROMPT_BUCKETS, "prompt length")
+        S = bucket(T + max_tokens, CACHE_BUCKETS, "prompt bucket + max_tokens")
+        if S > max(context, CACHE_BUCKETS[0]):
+            raise E.InvalidInput(f"prompt bucket {T} + max_tokens {max_tokens} does not fit the model's context of {context}")
+        return T, S
+
+    def generate_ids(self, prompt_ids: list[int], params: GenerationParams, stats: GenerationStats | None = None) -> Iterator[int]:
+        """Yield generated token ids as the nodes produce them (stops on EOS / max_tokens)."""
+        params.check(secure=True)
+        if not prompt_ids:
+            raise E.InvalidInput("empty prompt")
+        stats = stats if stats is not None else GenerationStats()
+        stats.runtime_ready_s = self.ready_s
+        cfg = self.config
+        V = cfg.vocab_size
+        n = len(prompt_ids)
+        T, S = self.buckets(n, params.max_tokens)
+        stats.prompt_tokens, stats.prompt_bucket, stats.cache_bucket = n, T, S
+        rng = np.random.SeedSequence(params.seed)
+        temp = np.asarray(params.temperature, np.float32)
+        eos = set(self.tokenizer.eos_ids)
+
+        def noise(step: int) -> np.ndarray:
+            if params.temperature == 0:
+                return np.zeros(V, np.float32)
+            return gumbel_noise(rng.spawn(1)[0], (V,))
+
+        with self.runtime.request() as req:
+            t0 = time.perf_counter()
+            req.put("x", onehot_rows(prompt_ids, T, V))
+            req.put("mask", prefill_mask(n, T))
+            req.put("temp", temp)
+            req.put("noise", noise(0))
+            res = req.run("llama.prefill", {"T": T, "S": S})
+            tok = int(round(float(req.reveal("id")[0])))
+            stats.prefill_s = time.perf_counter() - t0
+            stats.prefill_bytes = sum(r.get("send_bytes", 0) for r in res)
+            done = False
+            produced = 1
+            if tok in eos:
+                stats.finish_reason = "stop"
+                done = True
+            yield tok
+            while produced < params.max_tokens and (not done or params.fixed_length):
+                t1 = time.perf_counter()
+                pos = T + produced - 1  # RoPE position of the token fed in
+                cos, sin = rope_tables(cfg, np.array([pos]))
+                req.put("mask", decode_mask(n + produced, S))
+                req.put("cos", np.asarray(cos, np.float32))
+                req.put("sin", np.asarray(sin, np.float32))
+                req.put("temp", temp)
+                req.put("noise", noise(produced))
+                res = req.run("llama.decode", {"S": S})
+                tok = int(round(float(req.reveal("id")[0])))
+                stats.decode_s.append(time.perf_counter() - t1)
+                stats.decode_bytes.append(sum(r.get("send_bytes", 0) for r in res))
+                stats.steps += 1
+                produced += 1
+                if done:
+                    continue  # fixed length: keep the nodes busy, discard the output
+                if tok in eos:
+                    stats.finish_reason = "stop"
+                    done = True
+                yield tok
+            if not stats.finish_reason:
+                stats.finish_reason = "length"
+
+    def chat(self, messages: list[dict], params: GenerationParams, stats: GenerationStats | None = None, raw: bool = False) -> Iterator[str]:
+        """Yield text pieces of the answer as they are decoded (stop strings honoured)."""
+        if raw:
+            text = messages[-1]["content"] if isinstance(messages, list) else str(messages)
+            if not text:
+                raise E.InvalidInput("empty prompt")
+            ids = self.tokenizer.encode(text)
+        else:
+            ids = self.encode_chat(messages)
+        stops = tuple(params.stop) + tuple(self.tokenizer.stop_strings)
+        dec = StreamDecoder(self.tokenizer, stop_strings=stops)
+        eos = set(self.tokenizer.eos_ids)
+        gen = self.generate_ids(ids, params, stats)
+        try:
+            for tok in gen:
+                if tok in eos:
+                    break
+                piece = dec.push(tok)
+                if piece:
+                    yield piece
+                if dec.stopped:
+                    if stats is not None:
+                        stats.finish_reason = "stop"
+                    break
+            tail = dec.finish()
+            if tail:
+                yield tail
+        finally:
+            gen.close()
+
+
+def _check_messages(messages) -> None:
+    if not isinstance(messages, list) or not messages:
+        raise E.InvalidInput("messages must be a non-empty list of {role, content}")
+    for m in messages:
+        if not isinstance(m, dict) or m.get("role") not in ("system", "user", "assistant") or not isinstance(m.get("content"), str):
+            raise E.InvalidInput("each message needs a role (system/user/assistant) and a string content")
+    if not any(m["content"].strip() for m in messages if m["role"] == "user"):
+        raise E.InvalidInput("empty prompt")
