@@ -19,7 +19,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q -x --durations=15
 
 demo: $(STAMP)
-	$(VENV)/bin/misuan selftest
+	$(VENV)/bin/misuan demo --dir .misuan/demo
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .pytest_cache

@@ -164,6 +164,7 @@ class Client:
         self.sharer = Sharer(cluster.mpc, cluster.world_size)
         self._pool = ThreadPoolExecutor(max_workers=max(4, 2 * cluster.world_size), thread_name_prefix="misuan-client")
         self._programs: dict[tuple, Program] = {}
+        self._models: dict[tuple, Any] = {}
 
     def __repr__(self) -> str:
         return f"Client({self.cluster.name!r}, parties={self.cluster.world_size}, protocol={self.cluster.mpc.protocol})"
@@ -252,6 +253,38 @@ class Client:
             per_node=tuple(per_node),
         )
         return result, stats
+
+    # ------------------------------------------------------------ inference
+
+    def model(self, name: str, version: int | None = None):
+        """A hosted model ready for secure generation (its runtime is loaded on first use)."""
+        from ..inference.engine import SecureModel
+
+        key = (name, version)
+        if key not in self._models:
+            self._models[key] = SecureModel(self, name, version)
+        return self._models[key]
+
+    def chat(
+        self,
+        model: str,
+        messages: list[dict],
+        *,
+        max_tokens: int = 128,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        seed: int | None = None,
+        fixed_length: bool = False,
+        stop: tuple[str, ...] = (),
+        stats=None,
+        version: int | None = None,
+    ):
+        """Yield the answer's text pieces as the nodes produce them (prompt and answer stay secret)."""
+        from ..inference.engine import GenerationParams
+
+        params = GenerationParams(max_tokens, temperature, top_p, seed, fixed_length, tuple(stop))
+        params.check(secure=True)
+        yield from self.model(model, version).chat(messages, params, stats)
 
     def close(self) -> None:
         for n in self.nodes:

@@ -204,35 +204,55 @@ class SecureModel:
             if not stats.finish_reason:
                 stats.finish_reason = "length"
 
+    def prompt_ids(self, messages: list[dict], raw: bool = False) -> list[int]:
+        return prompt_ids(self.tokenizer, messages, raw)
+
+    def stream(self, messages: list[dict], params: GenerationParams, stats: GenerationStats | None = None, raw: bool = False) -> Iterator[tuple[int, str]]:
+        """Yield ``(token_id, text_piece)`` as the answer is produced."""
+        return stream_text(self, self.prompt_ids(messages, raw), params, stats)
+
     def chat(self, messages: list[dict], params: GenerationParams, stats: GenerationStats | None = None, raw: bool = False) -> Iterator[str]:
         """Yield text pieces of the answer as they are decoded (stop strings honoured)."""
-        if raw:
-            text = messages[-1]["content"] if isinstance(messages, list) else str(messages)
-            if not text:
-                raise E.InvalidInput("empty prompt")
-            ids = self.tokenizer.encode(text)
-        else:
-            ids = self.encode_chat(messages)
-        stops = tuple(params.stop) + tuple(self.tokenizer.stop_strings)
-        dec = StreamDecoder(self.tokenizer, stop_strings=stops)
-        eos = set(self.tokenizer.eos_ids)
-        gen = self.generate_ids(ids, params, stats)
-        try:
-            for tok in gen:
-                if tok in eos:
-                    break
-                piece = dec.push(tok)
-                if piece:
-                    yield piece
-                if dec.stopped:
-                    if stats is not None:
-                        stats.finish_reason = "stop"
-                    break
-            tail = dec.finish()
-            if tail:
-                yield tail
-        finally:
-            gen.close()
+        for _tok, piece in self.stream(messages, params, stats, raw):
+            if piece:
+                yield piece
+
+
+def prompt_ids(tokenizer: Tokenizer, messages: list[dict], raw: bool = False) -> list[int]:
+    """Token ids of the prompt: the chat template, or ``raw`` text of the last message."""
+    if raw:
+        text = messages[-1].get("content", "") if isinstance(messages, list) and messages else ""
+        if not isinstance(text, str) or not text:
+            raise E.InvalidInput("empty prompt")
+        return tokenizer.encode(text)
+    _check_messages(messages)
+    return tokenizer.encode_chat(messages, add_generation_prompt=True)
+
+
+def stream_text(model, ids: list[int], params: GenerationParams, stats: GenerationStats | None) -> Iterator[tuple[int, str]]:
+    """Token ids -> (id, text piece) with incremental UTF-8-safe decoding and stop strings."""
+    tokenizer = model.tokenizer
+    dec = StreamDecoder(tokenizer, stop_strings=tuple(params.stop) + tuple(tokenizer.stop_strings))
+    eos = set(tokenizer.eos_ids)
+    gen = model.generate_ids(ids, params, stats)
+    try:
+        for tok in gen:
+            if tok in eos:
+                break
+            piece = dec.push(tok)
+            yield tok, piece
+            if dec.stopped:
+                if stats is not None:
+                    stats.finish_reason = "stop"
+                break
+        tail = dec.finish()
+        if tail:
+            yield -1, tail
+        if params.fixed_length:
+            for _ in gen:  # keep the nodes busy to max_tokens: the answer length stays hidden
+                pass
+    finally:
+        gen.close()
 
 
 def _check_messages(messages) -> None:
