@@ -1,0 +1,217 @@
+"""Secure generation benchmark (not a test): SmolLM2-135M on 3 local nodes, ABY3/FM64.
+
+Measures, in one run on one machine:
+  * ours: prefill of a 32-token prompt, decode s/token for 16 new tokens,
+    bytes/token, peak RSS per node (daemon + session workers);
+  * greedy-token agreement with the plaintext engine over >= 20 varied prompts;
+  * the baseline, the PUMA recipe of SPU's examples (no KV cache: a full
+    forward over the whole sequence per new token; weights in stored
+    orientation, x @ W.T; SPU's default softmax/silu/rsqrt), per token;
+and writes bench/results/secure_generation.json plus a one-line summary.
+
+    .venv/bin/python bench/secure_generation.py [--dir /tmp/misuan-bench] [--prompts 20] [--agree-tokens 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+
+PROMPTS = [
+    "The capital of France is",
+    "Water boils at a temperature of",
+    "def fibonacci(n):\n    \"\"\"Return the n-th Fibonacci number.\"\"\"\n",
+    "The three primary colors are",
+    "Once upon a time, in a small village by the sea,",
+    "Photosynthesis is the process by which plants",
+    "To make a cup of tea, first",
+    "The largest planet in our solar system is",
+    "import numpy as np\n\nx = np.arange(10)\nprint(",
+    "A haiku about autumn leaves:\n",
+    "The French word for 'cat' is",
+    "In 1969, the first humans landed on",
+    "Machine learning is a field of computer science that",
+    "The speed of light in a vacuum is approximately",
+    "My favourite recipe for pancakes uses flour, eggs,",
+    "SELECT name, age FROM users WHERE",
+    "Dear customer, thank you for your order. Your package",
+    "The opposite of hot is",
+    "Shakespeare wrote many plays, including",
+    "To sort a list in Python, you can use",
+    "The human heart has four chambers:",
+    "Paris, London and Berlin are all",
+]
+LONG_TEXT = (
+    "Secure multi-party computation lets several parties compute a function of their private inputs "
+    "without revealing those inputs to each other. In this benchmark three independent nodes hold "
+    "secret shares of a language model and answer prompts that none of them can read."
+)
+
+
+class RssSampler(threading.Thread):
+    """Peak RSS per node: the node daemon plus all its descendants (zygote, workers)."""
+
+    def __init__(self, pids: list[int], period: float = 0.5):
+        super().__init__(daemon=True)
+        self.pids, self.period = pids, period
+        self.peak = [0] * len(pids)
+        self._stop = threading.Event()
+
+    def sample(self) -> list[int]:
+        out = []
+        for pid in self.pids:
+            try:
+                p = psutil.Process(pid)
+                procs = [p, *p.children(recursive=True)]
+                out.append(sum(q.memory_info().rss for q in procs if q.is_running()))
+            except psutil.Error:
+                out.append(0)
+        return out
+
+    def run(self) -> None:
+        while not self._stop.wait(self.period):
+            self.peak = [max(a, b) for a, b in zip(self.peak, self.sample())]
+
+    def stop(self) -> list[int]:
+        self._stop.set()
+        self.join(5)
+        return self.peak
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--dir", default="/tmp/misuan-bench")
+    ap.add_argument("--prompts", type=int, default=20)
+    ap.add_argument("--new-tokens", type=int, default=16)
+    ap.add_argument("--agree-tokens", type=int, default=8)
+    ap.add_argument("--baseline-steps", type=int, default=1, help="PUMA steps to time (each a full forward)")
+    ap.add_argument("--skip-baseline", action="store_true")
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "secure_generation.json"))
+    args = ap.parse_args()
+
+    import misuan
+    from misuan.cluster.local import local_cluster
+    from misuan.hosting import list_models, publish_model
+    from misuan.inference import GenerationParams, GenerationStats
+    from misuan.inference.plain import PlainModel
+    from misuan.models.assets import smollm2_gguf_path
+
+    gguf = smollm2_gguf_path()
+    result: dict = {
+        "machine": {"cores": os.cpu_count(), "ram_gb": round(psutil.virtual_memory().total / 2**30), "python": platform.python_version()},
+        "setup": "SmolLM2-135M-Instruct (GGUF Q4_1, dequantised), 3 node processes on loopback, ABY3, FM64, 18 fractional bits",
+    }
+    with local_cluster(3, dir=args.dir, keep=False) as lc:
+        client = lc.client()
+        if not any(m["name"] == "smollm2" for m in list_models(client)):
+            res = publish_model(client, gguf, "smollm2", receipt=False)
+            result["publish_s"] = round(res.seconds, 1)
+        pids = [s["pid"] for s in client.status()]
+        sampler = RssSampler(pids)
+        sampler.start()
+        t0 = time.perf_counter()
+        model = client.model("smollm2")
+        result["runtime_ready_s"] = round(time.perf_counter() - t0, 1)
+        plain = PlainModel(gguf)
+        tok = model.tokenizer
+
+        # 1. main timing run: a 32-token prompt, 16 new tokens (programs compiled by a warm-up first)
+        ids32 = tok.encode(LONG_TEXT)[:32]
+        warm = GenerationStats()
+        list(model.generate_ids(ids32, GenerationParams(max_tokens=2), warm))
+        stats = GenerationStats()
+        secure = list(model.generate_ids(ids32, GenerationParams(max_tokens=args.new_tokens), stats))
+        reference = list(plain.generate_ids(ids32, GenerationParams(max_tokens=args.new_tokens)))
+        result["ours"] = {
+            "prompt_tokens": len(ids32),
+            "new_tokens": len(secure),
+            "prefill_s": round(stats.prefill_s, 2),
+            "decode_s_per_token": round(stats.decode_s_per_token, 3),
+            "decode_s_all": [round(x, 3) for x in stats.decode_s],
+            "bytes_per_token": int(stats.bytes_per_token),
+            "prefill_bytes": stats.prefill_bytes,
+            "first_compile_prefill_s": round(warm.prefill_s, 1),
+            "tokens_match_plaintext": secure[: len(reference)] == reference[: len(secure)],
+        }
+        print(f"ours: prefill {stats.prefill_s:.1f} s, decode {stats.decode_s_per_token:.2f} s/token", flush=True)
+
+        # 2. agreement over varied prompts (position-wise, free-running)
+        same = total = prefix_ok = 0
+        per_prompt = []
+        for text in PROMPTS[: args.prompts]:
+            ids = tok.encode(text)[:32]
+            a = list(model.generate_ids(ids, GenerationParams(max_tokens=args.agree_tokens)))
+            b = list(plain.generate_ids(ids, GenerationParams(max_tokens=args.agree_tokens)))
+            n = max(len(a), len(b))
+            s = sum(x == y for x, y in zip(a, b))
+            same, total = same + s, total + n
+            prefix_ok += a == b
+            per_prompt.append({"prompt": text[:40], "secure": a, "plain": b, "identical": s, "of": n})
+            print(f"  agreement {s}/{n}: {text[:40]!r}", flush=True)
+        result["agreement"] = {
+            "prompts": len(per_prompt),
+            "tokens_per_prompt": args.agree_tokens,
+            "identical_tokens": same,
+            "total_tokens": total,
+            "fraction": round(same / max(total, 1), 4),
+            "prompts_fully_identical": prefix_ok,
+            "per_prompt": per_prompt,
+        }
+        result["peak_rss_per_node_bytes"] = sampler.stop()
+
+        # 3. baseline: PUMA recipe, same cluster, same weights (stored orientation copies)
+        if not args.skip_baseline:
+            rt = model.runtime
+            with rt.request() as req:
+                t1 = time.perf_counter()
+                req.run("bench.store_hf")
+                result["baseline_store_hf_s"] = round(time.perf_counter() - t1, 1)
+            steps = []
+            for k in range(args.baseline_steps):
+                T = len(ids32) + 1 + k  # the sequence the baseline re-runs for new token k+1
+                seq = (ids32 + secure)[:T]
+                x = np.zeros((T, model.config.vocab_size), np.float32)
+                x[np.arange(T), seq] = 1.0
+                rt.compile("bench.puma", {"T": T})
+                with rt.request() as req:
+                    req.put("x", x)
+                    t1 = time.perf_counter()
+                    res = req.run("bench.puma", {"T": T})
+                    base_tok = int(round(float(req.reveal("id")[0])))
+                    steps.append({"T": T, "seconds": round(time.perf_counter() - t1, 2), "send_bytes": sum(r["send_bytes"] for r in res), "token": base_tok})
+                print(f"  baseline T={T}: {steps[-1]['seconds']} s", flush=True)
+            base = statistics.median(s["seconds"] for s in steps)
+            result["baseline_puma"] = {"per_token_s": round(base, 2), "steps": steps}
+            result["speedup_per_token"] = round(base / max(stats.decode_s_per_token, 1e-9), 2)
+
+    ours = result["ours"]
+    result["targets"] = {
+        "decode_s_per_token<=8": ours["decode_s_per_token"] <= 8,
+        "prefill_32_s<=60": ours["prefill_s"] <= 60,
+        "agreement>=0.95": result["agreement"]["fraction"] >= 0.95,
+        "rss_per_node<=3GB": max(result["peak_rss_per_node_bytes"]) <= 3 * 2**30,
+        "speedup>=8x": result.get("speedup_per_token", 0) >= 8,
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))
+    print(
+        f"secure_generation ({result['machine']['cores']} cores): prefill(32) {ours['prefill_s']} s, "
+        f"decode {ours['decode_s_per_token']} s/token, {ours['bytes_per_token'] / 1e6:.1f} MB/token, "
+        f"agreement {result['agreement']['fraction']:.1%} over {result['agreement']['prompts']} prompts, "
+        f"peak RSS/node {max(result['peak_rss_per_node_bytes']) / 2**30:.2f} GB, "
+        f"baseline {result.get('baseline_puma', {}).get('per_token_s', '-')} s/token ({result.get('speedup_per_token', '-')}x)"
+    )
+
+
+if __name__ == "__main__":
+    main()

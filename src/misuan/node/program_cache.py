@@ -1,0 +1,69 @@
+"""On-disk cache of node-compiled programs.
+
+Compiling a 30-layer model program takes minutes on 2 cores; compilation is
+deterministic (same code, same spu version, same shapes → same bytes), so a
+node keeps what it compiled under ``<state>/programs/``. The key covers the
+program name and parameters, the model's public config, the spu version and a
+hash of the misuan source files that define programs, so any code change
+recompiles. Entries are the executable bytes plus its public metadata; the
+hash consensus between nodes still runs before every execution.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from pathlib import Path
+
+from .._fs import atomic_write
+from ..mpc.compile import Program
+from .programs import NodeProgram
+
+_SOURCES = ("secure", "models", "node/programs.py", "node/bench_programs.py", "mpc/compile.py")
+
+
+@functools.lru_cache(maxsize=1)
+def code_fingerprint() -> str:
+    import spu
+
+    root = Path(__file__).resolve().parent.parent
+    h = hashlib.sha256(getattr(spu, "__version__", "?").encode())
+    for rel in _SOURCES:
+        p = root / rel
+        files = sorted(p.rglob("*.py")) if p.is_dir() else [p]
+        for f in files:
+            h.update(str(f.relative_to(root)).encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+class ProgramCache:
+    def __init__(self, directory: Path):
+        self.dir = directory
+
+    def key(self, program: str, params: dict, config: dict) -> str:
+        doc = json.dumps([program, params, config, code_fingerprint()], sort_keys=True)
+        return hashlib.sha256(doc.encode()).hexdigest()[:32]
+
+    def get(self, key: str) -> NodeProgram | None:
+        meta, exe = self.dir / f"{key}.json", self.dir / f"{key}.exe"
+        try:
+            m = json.loads(meta.read_text())
+            data = exe.read_bytes()
+        except (OSError, ValueError):
+            return None
+        if hashlib.sha256(data).hexdigest() != m["sha256"]:
+            return None
+        prog = Program(m["name"], data, tuple(m["inputs"]), tuple(m["outputs"]), None, tuple())
+        return NodeProgram(prog, tuple(m["request_inputs"]), tuple(m["revealable"]), m["who"])
+
+    def put(self, key: str, np_: NodeProgram) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        p = np_.program
+        atomic_write(self.dir / f"{key}.exe", p.executable, 0o644)
+        meta = {
+            "name": p.name, "sha256": p.sha256, "inputs": list(p.input_names), "outputs": list(p.output_names),
+            "request_inputs": list(np_.request_inputs), "revealable": list(np_.revealable), "who": np_.who,
+        }
+        atomic_write(self.dir / f"{key}.json", json.dumps(meta).encode(), 0o644)
