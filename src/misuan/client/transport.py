@@ -25,6 +25,15 @@ _BY_NAME = {
 _BY_STATUS = {401: E.AuthError, 403: E.PermissionDenied, 404: E.NotFound, 409: E.Conflict, 422: E.InvalidInput}
 
 
+def _chunks(parts, step: int = 4 << 20):
+    """Yield memoryview slices: httpcore re-slices what it sends, which copies
+    ``bytes`` each time (quadratic for a large body) but is free on a view."""
+    for part in parts:
+        view = memoryview(part)
+        for off in range(0, len(view), step):
+            yield view[off : off + step]
+
+
 class NodeClient:
     """Typed calls to one node's control API."""
 
@@ -114,7 +123,8 @@ class NodeClient:
 
     def put_var(self, sid: str, name: str, data: bytes) -> None:
         self._request(
-            "PUT", f"/v1/sessions/{sid}/vars/{name}", content=data, headers={"Content-Type": "application/octet-stream"},
+            "PUT", f"/v1/sessions/{sid}/vars/{name}", content=_chunks([data]),
+            headers={"Content-Type": "application/octet-stream", "Content-Length": str(len(data))},
             timeout=self._size_timeout(len(data)),
         )
 
@@ -153,17 +163,10 @@ class NodeClient:
     def put_tensor(self, uid: str, tensor: str, parts: list[bytes | memoryview] | bytes | memoryview) -> dict:
         """Stream one share (given as consecutive byte parts) without joining them."""
         views = [memoryview(p) for p in (parts if isinstance(parts, list) else [parts])]
-        step = 4 << 20
-
-        def chunks():
-            for view in views:
-                for off in range(0, len(view), step):
-                    yield view[off : off + step]
-
         return self._request(
             "PUT",
             f"/v1/uploads/{uid}/tensors/{tensor}",
-            content=chunks(),
+            content=_chunks(views),
             headers={"Content-Type": "application/octet-stream", "Content-Length": str(sum(len(v) for v in views))},
             timeout=None,
         ).json()
@@ -202,7 +205,8 @@ class NodeClient:
     def runtime_put(self, name: str, version: int, rid: str, request: str, var: str, data: bytes) -> None:
         self._request(
             "PUT", f"/v1/models/{name}/runtime/{rid}/requests/{request}/vars/{var}", params={"version": version},
-            content=bytes(data), headers={"Content-Type": "application/octet-stream"},
+            content=_chunks([data]), headers={"Content-Type": "application/octet-stream", "Content-Length": str(len(data))},
+            timeout=self._size_timeout(len(data)),
         )
 
     def program_compile(self, name: str, version: int, program: str, params: dict | None = None) -> dict:
