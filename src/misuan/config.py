@@ -145,6 +145,8 @@ class NodeConfig:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     log_level: str = "info"
+    #: directories whose files jobs (e.g. PSI) may read as this node's inputs.
+    data_dirs: tuple[Path, ...] = ()
 
     @property
     def party(self) -> PartySpec:
@@ -310,6 +312,7 @@ def load_node(path: str | Path) -> NodeConfig:
         tls_cert=_resolve(base, _get(n, "tls_cert", str, where, None)),
         tls_key=_resolve(base, _get(n, "tls_key", str, where, None)),
         log_level=_get(n, "log_level", str, where, "info"),
+        data_dirs=tuple(_resolve(base, d) for d in _get(n, "data_dirs", list, where, ["data"]) if isinstance(d, str)),
     )
     _check_secret_file(cfg.secret_file, "cluster secret")
     _check_secret_file(cfg.storage_key_file, "storage key", 32)

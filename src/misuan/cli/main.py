@@ -18,12 +18,14 @@ node_app = typer.Typer(no_args_is_help=True, help="Run a compute node (one party
 cluster_app = typer.Typer(no_args_is_help=True, help="Create, start, inspect and stop clusters.")
 audit_app = typer.Typer(no_args_is_help=True, help="Verify the nodes' hash-chained audit logs.")
 token_app = typer.Typer(no_args_is_help=True, help="Issue bearer tokens for principals.")
+psi_app = typer.Typer(no_args_is_help=True, help="Private set intersection (隐私求交) between two parties' nodes.")
 model_app = typer.Typer(no_args_is_help=True, help="Encrypted model hosting (密态托管): publish, list, show, rm, grant, revoke, verify.")
 app.add_typer(node_app, name="node")
 app.add_typer(cluster_app, name="cluster")
 app.add_typer(audit_app, name="audit")
 app.add_typer(token_app, name="token")
 app.add_typer(model_app, name="model")
+app.add_typer(psi_app, name="psi")
 
 out = Console()
 err = Console(stderr=True)
@@ -72,13 +74,15 @@ def cluster_init(
     hosts: Optional[str] = typer.Option(None, "--hosts", help="comma-separated host per party"),
     tls: Optional[bool] = typer.Option(None, "--tls/--no-tls", help="TLS for control API and links (default: on unless all loopback)"),
     protocol: Optional[str] = typer.Option(None, "--protocol", help="ABY3 (3 parties) | CHEETAH (2) | SEMI2K"),
+    ids: Optional[str] = typer.Option(None, "--ids", help="comma-separated party names (default node0,node1,...)"),
     force: bool = typer.Option(False, "--force"),
     as_json: bool = JsonOpt,
 ):
     """Write a cluster file, node configs, tokens, keys and certificates."""
     from ..cluster.init import init_cluster
 
-    res = init_cluster(dir, parties=parties, hosts=hosts.split(",") if hosts else None, tls=tls, protocol=protocol, force=force)
+    res = init_cluster(dir, parties=parties, hosts=hosts.split(",") if hosts else None, tls=tls, protocol=protocol, force=force,
+                       ids=ids.split(",") if ids else None)
     info = {"dir": str(res.dir), "cluster_file": str(res.cluster_file), "parties": res.parties, "protocol": res.protocol, "tls": res.tls}
     if as_json:
         _emit_json(info)
@@ -339,6 +343,52 @@ def model_verify(name: str, path: Path = typer.Argument(..., help="the owner's p
         out.print(f"{name}@{res['version']}: {res['tensors']} tensors, max |hosted - yours| = {res['max_abs_error']:.2e} → {verdict}")
     if not res["ok"]:
         raise typer.Exit(1)
+
+
+# ------------------------------------------------------------------ PSI
+
+
+@psi_app.command("run")
+def psi_run(
+    party: list[str] = typer.Option(..., "--party", help="NAME=PATH: a CSV on that party's node (give two)"),
+    key: list[str] = typer.Option(..., "--key", help="key column (repeat for a compound key)"),
+    protocol: str = typer.Option("rr22", "--protocol", help="rr22 | kkrt | ecdh"),
+    receiver: str = typer.Option("both", "--receiver", help="who gets the result: a party name or 'both'"),
+    join: str = typer.Option("inner", "--join", help="inner | left | difference"),
+    out_path: Path = typer.Option(..., "--out", help="output CSV (with --receiver both: OUT.<party>.csv per party)"),
+    duplicates: str = typer.Option("refuse", "--duplicates", help="refuse | first | all"),
+    casefold: bool = typer.Option(False, "--casefold", help="compare keys case-insensitively"),
+    cluster: Optional[Path] = ClusterOpt,
+    token: Optional[str] = TokenOpt,
+    as_json: bool = JsonOpt,
+):
+    """Intersect two parties' tables; each file stays on its own node."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    parties = {}
+    for item in party:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise MisuanError(f"--party takes NAME=PATH, got {item!r}")
+        parties[name] = path
+    with _client(cluster, token) as client:
+        kw = dict(protocol=protocol, receiver=receiver, join=join, out=out_path, duplicates=duplicates, casefold=casefold)
+        if as_json:
+            res = client.psi(parties, key, **kw)
+        else:
+            with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=err, transient=True) as bar:
+                task = bar.add_task("PSI", total=1.0)
+                res = client.psi(parties, key, progress=lambda f, stage: bar.update(task, completed=f, description=f"PSI ({protocol}): {stage}"), **kw)
+    if as_json:
+        _emit_json(res.to_dict())
+        return
+    a, b = res.parties
+    out_desc = ", ".join(f"{k}: {v}" for k, v in res.outputs.items())
+    inter = "hidden from the non-receiver" if res.intersection is None else f"{res.intersection:,}"
+    out.print(
+        f"PSI {res.protocol} ({res.join}): {a} {res.input_rows[0]:,} rows, {b} {res.input_rows[1]:,} rows, "
+        f"intersection {inter}; {res.seconds:.1f} s, {_fmt_bytes(res.bytes_sent)} sent → {out_desc}"
+    )
 
 
 # ------------------------------------------------------------------ inference

@@ -286,6 +286,14 @@ class Client:
         params.check(secure=True)
         yield from self.model(model, version).chat(messages, params, stats)
 
+    # ------------------------------------------------------------ PSI
+
+    def psi(self, parties: dict, keys, **kwargs):
+        """Private set intersection between two parties' node-local CSVs; see :func:`misuan.psi.client.run_psi`."""
+        from ..psi.client import run_psi
+
+        return run_psi(self, parties, keys, **kwargs)
+
     def close(self) -> None:
         for n in self.nodes:
             n.close()

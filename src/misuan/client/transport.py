@@ -227,3 +227,33 @@ class NodeClient:
 
     def runtime_end(self, name: str, version: int, rid: str, request: str) -> None:
         self._request("DELETE", f"/v1/models/{name}/runtime/{rid}/requests/{request}", params={"version": version}, timeout=60)
+
+    # ------------------------------------------------------------ PSI
+
+    def psi_create(self, job_id: str, rank: int, spec: dict, input_path: str) -> str:
+        body = {"job_id": job_id, "rank": rank, "spec": spec, "input_path": input_path}
+        return self._request("POST", "/v1/psi/jobs", json=body).json()["link_address"]
+
+    def psi_start(self, job_id: str, addresses: list[str], peer_rank: int) -> None:
+        self._request("POST", f"/v1/psi/jobs/{job_id}/start", json={"addresses": addresses, "peer_rank": peer_rank})
+
+    def psi_status(self, job_id: str) -> dict:
+        return self._request("GET", f"/v1/psi/jobs/{job_id}").json()
+
+    def psi_output(self, job_id: str, dest) -> int:
+        """Stream the job's output CSV into the open binary file ``dest``; returns bytes."""
+        n = 0
+        try:
+            with self._http.stream("GET", f"/v1/psi/jobs/{job_id}/output", timeout=None) as resp:
+                if resp.status_code >= 400:
+                    resp.read()
+                    self._raise(resp)
+                for chunk in resp.iter_bytes(1 << 20):
+                    dest.write(chunk)
+                    n += len(chunk)
+        except httpx.TransportError:
+            raise E.NodeUnavailable(f"{self.name} dropped the connection", party=self.party.rank, url=self.party.control_url) from None
+        return n
+
+    def psi_delete(self, job_id: str) -> None:
+        self._request("DELETE", f"/v1/psi/jobs/{job_id}", timeout=60)

@@ -15,6 +15,7 @@ and a token.
 
 from __future__ import annotations
 
+import re
 import secrets
 import socket
 from dataclasses import dataclass
@@ -109,6 +110,7 @@ def init_cluster(
     base_port: int | None = None,
     force: bool = False,
     name: str = "misuan",
+    ids: list[str] | None = None,
 ) -> InitResult:
     """Create a cluster directory. Refuses to overwrite an existing one unless ``force``."""
     d = Path(directory).expanduser().resolve()
@@ -130,6 +132,9 @@ def init_cluster(
     if not tls and not local:
         raise ClusterError("nodes on other hosts need TLS (drop --no-tls)")
     timeouts = timeouts or Timeouts()
+    ids = list(ids) if ids else [f"node{i}" for i in range(parties)]
+    if len(ids) != parties or len(set(ids)) != parties or not all(re.match(r"^[a-z][a-z0-9_-]{0,31}$", i) for i in ids):
+        raise ClusterError("--ids needs one distinct lowercase name per party (a-z first, then a-z 0-9 _ -)")
 
     per_node = 1 + LINK_PORTS_PER_NODE
     taken: set[int] = set()
@@ -146,7 +151,7 @@ def init_cluster(
         plist.append(
             {
                 "rank": i,
-                "id": f"node{i}",
+                "id": ids[i],
                 "control_url": f"{scheme}://{host}:{base}",
                 "link_host": host,
                 "link_ports": [base + 1, base + LINK_PORTS_PER_NODE],
@@ -176,10 +181,13 @@ def init_cluster(
             "listen_host": "127.0.0.1" if is_loopback(host) else "0.0.0.0",
             "secret_file": "cluster.secret",
             "storage_key": "storage.key",
+            # files PSI jobs may read: the whole machine for a local cluster
+            # (the operator is its only user), a data dir on shared hosts
+            "data_dirs": ["/"] if is_loopback(host) else ["data"],
         }
         if tls:
             (nd / "tls").mkdir(exist_ok=True)
-            make_node_cert(d / "pki" / "ca.pem", d / "pki" / "ca.key", nd / "tls" / "node.pem", nd / "tls" / "node.key", f"node{i}", [host])
+            make_node_cert(d / "pki" / "ca.pem", d / "pki" / "ca.key", nd / "tls" / "node.pem", nd / "tls" / "node.key", ids[i], [host])
             node["tls_cert"] = "tls/node.pem"
             node["tls_key"] = "tls/node.key"
         write_toml(nd / "node.toml", {"node": node}, 0o600)

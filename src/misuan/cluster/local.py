@@ -112,11 +112,12 @@ def up(
     protocol: str | None = None,
     timeouts: Timeouts | None = None,
     timeout: float = START_TIMEOUT_S,
+    ids: list[str] | None = None,
 ) -> list[NodeState]:
     """Start every local node of the cluster in ``directory`` (init it if needed)."""
     d = Path(directory).expanduser().resolve()
     if not (d / "cluster.toml").exists():
-        init_cluster(d, parties=parties, tls=tls, protocol=protocol, timeouts=timeouts)
+        init_cluster(d, parties=parties, tls=tls, protocol=protocol, timeouts=timeouts, ids=ids)
     cfg = load_cluster(d / "cluster.toml")
     token = cfg.read_token()
     notes: dict[int, str] = {}
@@ -274,6 +275,7 @@ def local_cluster(
     protocol: str | None = None,
     timeouts: Timeouts | None = None,
     keep: bool = False,
+    ids: list[str] | None = None,
 ) -> Iterator[LocalCluster]:
     """Start local nodes for the duration of a ``with`` block.
 
@@ -288,7 +290,7 @@ def local_cluster(
         tmp = Path(tempfile.mkdtemp(prefix="misuan-cluster-"))
         dir = tmp
     d = Path(dir).expanduser().resolve()
-    states = up(d, parties=parties, tls=tls, protocol=protocol, timeouts=timeouts)
+    states = up(d, parties=parties, tls=tls, protocol=protocol, timeouts=timeouts, ids=ids)
     started = any(s.started_now for s in states)
     lc = LocalCluster(d, started)
     try:

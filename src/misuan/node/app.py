@@ -214,6 +214,33 @@ def create_app(service: NodeService) -> FastAPI:
         rts.end_request(who, name, version, rid, req_id)
         return {"ended": True}
 
+    # ---------------------------------------------------------------- PSI
+
+    psi = service.psi
+
+    @app.post("/v1/psi/jobs", status_code=201)
+    def psi_create(req: S.PsiCreate, who: str = Depends(principal)):
+        return psi.create(who, req.job_id, req.rank, req.spec, req.input_path)
+
+    @app.post("/v1/psi/jobs/{jid}/start")
+    def psi_start(jid: str, req: S.PsiStart, who: str = Depends(principal)):
+        return psi.start(who, jid, req.addresses, req.peer_rank)
+
+    @app.get("/v1/psi/jobs/{jid}")
+    def psi_status(jid: str, who: str = Depends(principal)):
+        return psi.status(who, jid)
+
+    @app.get("/v1/psi/jobs/{jid}/output")
+    def psi_output(jid: str, who: str = Depends(principal)):
+        from fastapi.responses import FileResponse
+
+        return FileResponse(psi.output(who, jid), media_type="text/csv")
+
+    @app.delete("/v1/psi/jobs/{jid}")
+    def psi_delete(jid: str, who: str = Depends(principal)):
+        psi.delete(who, jid)
+        return {"deleted": True}
+
     @app.get("/v1/audit", response_model=list[S.AuditRow])
     def audit_tail(n: int = 50, _who: str = Depends(principal)):
         return service.audit.tail(max(1, min(n, 1000)))

@@ -138,3 +138,15 @@ class ProgramRun(Strict):
     version: int
     program: str = Field(pattern=r"^[a-z_.]{1,64}$")
     params: dict = Field(default_factory=dict)
+
+
+class PsiCreate(Strict):
+    job_id: str = Field(pattern=r"^[A-Za-z0-9_-]{8,64}$")
+    rank: int = Field(ge=0, le=1)
+    spec: dict
+    input_path: str = Field(min_length=1, max_length=4096)
+
+
+class PsiStart(Strict):
+    addresses: list[str] = Field(min_length=2, max_length=2)
+    peer_rank: int = Field(ge=0)

@@ -15,6 +15,7 @@ from . import auth
 from .audit import AuditLog
 from .db import Database
 from .models import ModelRegistry
+from .psi_jobs import PsiJobs
 from .runtimes import ModelRuntimes
 from .sessions import SessionManager
 from .store import ShareStore
@@ -43,6 +44,7 @@ class NodeService:
         storage, per_value = share_layout(cfg.cluster.mpc.protocol, cfg.cluster.mpc.field)
         self.models = ModelRegistry(self.db, self.store, self.audit, storage, per_value)
         self.runtimes = ModelRuntimes(cfg, self.sessions, self.models, self.audit)
+        self.psi = PsiJobs(cfg, self.sessions, self.audit)
         self._stop = threading.Event()
         self._upkeep = threading.Thread(target=self._upkeep_loop, daemon=True, name="node-upkeep")
 
@@ -60,11 +62,13 @@ class NodeService:
             try:
                 self.models.reap_uploads(self.cfg.cluster.timeouts.session_idle_s)
                 self.runtimes.check_alive()
+                self.psi.reap(self.cfg.cluster.timeouts.session_idle_s)
             except Exception:  # keep the node up; the next round retries
                 logging.getLogger(__name__).exception("upkeep failed")
 
     def stop(self) -> None:
         self._stop.set()
+        self.psi.shutdown()
         self.sessions.shutdown()
         self.audit.append("node.stop", requester="system")
         self.db.close()

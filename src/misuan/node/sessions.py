@@ -235,6 +235,7 @@ class SessionManager:
         self.max_sessions = max_sessions or len(self._ports)
         self._next_port = 0
         self._sessions: dict[str, Session] = {}
+        self._extra_ports: set[int] = set()
         self._lock = threading.Lock()
         self.zygote = Zygote(cfg.state_dir / "logs")
         self._stop = threading.Event()
@@ -255,8 +256,19 @@ class SessionManager:
                 return False
         return True
 
+    def reserve_port(self) -> int:
+        """A link port for a job that is not a session (e.g. PSI); release it after."""
+        with self._lock:
+            port = self._reserve_port()
+            self._extra_ports.add(port)
+            return port
+
+    def release_port(self, port: int) -> None:
+        with self._lock:
+            self._extra_ports.discard(port)
+
     def _reserve_port(self) -> int:
-        used = {s.port for s in self._sessions.values()}
+        used = {s.port for s in self._sessions.values() if s is not None} | self._extra_ports
         n = len(self._ports)
         for k in range(n):
             port = self._ports[(self._next_port + k) % n]

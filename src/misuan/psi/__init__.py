@@ -1,0 +1,28 @@
+"""PSI (隐私求交): two institutions intersect their tables, each keeping its file on its node.
+
+Built on ``spu.psi`` (libpsi: RR22, KKRT, ECDH); misuan adds the parts a
+production job needs around it: a public spec checked by both sides, key
+normalisation, duplicate policy, snapshotting of inputs, heartbeats, clear
+errors on both sides, atomic outputs, progress and a summary.
+
+Entry points:
+- :func:`misuan.psi.engine.run_psi_party` runs one party (inside a worker process).
+- ``python -m misuan.psi._party REQUEST.json`` is that worker as a command.
+- :func:`misuan.psi.local.run_local_pair` runs both parties as local processes.
+
+Importing this package does not load spu/libpsi.
+"""
+
+from misuan.psi.engine import run_psi_party
+from misuan.psi.result import PsiPartyResult, PsiProgress
+from misuan.psi.spec import KeyNormalization, LinkTls, PsiLink, PsiSpec
+
+__all__ = [
+    "KeyNormalization",
+    "LinkTls",
+    "PsiLink",
+    "PsiPartyResult",
+    "PsiProgress",
+    "PsiSpec",
+    "run_psi_party",
+]

@@ -1,0 +1,93 @@
+"""Open the job's own SPU brpc link to the peer (optionally mutual TLS)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from misuan.errors import ComputeError, InvalidInput, NodeTimeout
+from misuan.psi._rendezvous import wait_for_peer
+from misuan.psi.spec import PsiLink
+
+_MIN_RECV_TIMEOUT_MS = 60_000
+_MAX_RECV_TIMEOUT_MS = 900_000
+_MS_PER_INPUT_MB = 1_000
+
+
+def auto_recv_timeout_ms(input_bytes: int) -> int:
+    """Default per-message timeout: 60 s + 1 s per MB of input, capped at 15 min.
+
+    Both sides heartbeat during their local phases (libpsi every 5 s, misuan
+    every second), so this only bounds the gaps inside the protocol, which
+    libpsi bucketises (2^20 keys per bucket).
+    """
+    extra = (input_bytes // (1 << 20)) * _MS_PER_INPUT_MB
+    return int(min(_MAX_RECV_TIMEOUT_MS, _MIN_RECV_TIMEOUT_MS + extra))
+
+
+def build_desc(link: PsiLink, recv_timeout_ms: int) -> Any:
+    """The ``spu.libspu.link.Desc`` for ``link`` (imports spu lazily)."""
+    from spu.libspu import link as spu_link
+
+    desc = spu_link.Desc()
+    desc.id = f"psi-{link.job_id}"
+    for rank, address in enumerate(link.addresses):
+        desc.add_party(f"psi{rank}", address)
+    desc.recv_timeout_ms = recv_timeout_ms
+    # The rendezvous already waited for the peer, so connecting should succeed
+    # at once; keep brpc's retries short so a failure surfaces in seconds.
+    desc.connect_retry_times = 5
+    desc.connect_retry_interval_ms = 200
+    desc.retry_opts.retry_interval_ms = 100
+    desc.retry_opts.retry_interval_incr_ms = 400
+    desc.retry_opts.max_retry_interval_ms = 2_000
+    desc.retry_opts.max_retry = 5
+    if link.tls is not None:
+        for path in (link.tls.cert_path, link.tls.key_path, link.tls.ca_path):
+            if not path.is_file():
+                raise InvalidInput(f"TLS file {path.name!r} does not exist")
+        desc.enable_ssl = True
+        for opts in (desc.server_ssl_opts, desc.client_ssl_opts):
+            opts.cert.certificate_path = str(link.tls.cert_path)
+            opts.cert.private_key_path = str(link.tls.key_path)
+            opts.verify.ca_file_path = str(link.tls.ca_path)
+            opts.verify.verify_depth = 1
+    return desc
+
+
+def open_link(link: PsiLink, recv_timeout_ms: int) -> Any:
+    """Wait for the peer, then create and connect the brpc link context.
+
+    Raises:
+        NodeTimeout: the peer never showed up.
+        ComputeError: the brpc link could not be set up (e.g. TLS refused).
+    """
+    from spu.libspu import link as spu_link
+
+    desc = build_desc(link, recv_timeout_ms)
+    wait_for_peer(link)
+    try:
+        return spu_link.create_brpc(desc, link.self_rank)
+    except RuntimeError as exc:
+        if "connect to mesh failed" in str(exc):
+            raise NodeTimeout(
+                f"PSI link to peer (rank {link.peer_rank}) could not be established"
+                + (" (TLS handshake refused?)" if link.tls is not None else ""),
+                party=link.peer_rank,
+                url=link.addresses[link.peer_rank],
+            ) from None
+        raise ComputeError(f"PSI link setup failed: {summarize_error(exc)}") from None
+
+
+def summarize_error(exc: BaseException) -> str:
+    """First informative line of a yacl/libpsi error, without stack trace, <= 160 chars.
+
+    libpsi only ever sees key digests (never raw keys), so its messages cannot
+    carry a user's key or row.
+    """
+    for line in str(exc).splitlines():
+        line = line.strip()
+        if line and line != "what:" and not line.startswith(("stacktrace", "#")):
+            if line.startswith("[") and "] " in line:
+                line = line.split("] ", 1)[1]
+            return line[:160]
+    return type(exc).__name__

@@ -1,0 +1,169 @@
+"""``client.psi(...)`` / ``misuan psi run``: a PSI job between two nodes of a cluster.
+
+Each party's node reads its own CSV (a path on that node); the two nodes open
+their own brpc link for the job (TLS when the cluster uses TLS). The client
+only coordinates and, for the receiver(s), fetches the output CSV to ``out``
+(written atomically: a temp file renamed into place).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+from .. import errors as E
+from ..client.client import Client
+from .spec import KeyNormalization, PsiSpec
+
+POLL_S = 0.3
+FAILED_GRACE_S = 20.0
+
+
+@dataclass(frozen=True)
+class PsiRun:
+    job_id: str
+    parties: tuple[str, str]
+    protocol: str
+    join: str
+    receiver: str
+    input_rows: tuple[int, int]
+    intersection: int | None
+    output_rows: dict
+    outputs: dict
+    seconds: float
+    bytes_sent: int
+    peak_rss_kb: tuple[int | None, int | None]
+
+    def to_dict(self) -> dict:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
+
+
+def party_rank(client: Client, name: str) -> int:
+    for p in client.cluster.parties:
+        if name in (p.id, str(p.rank)):
+            return p.rank
+    raise E.InvalidInput(f"no party {name!r} in this cluster (parties: {', '.join(p.id for p in client.cluster.parties)})")
+
+
+def _out_paths(out: Path | None, names: tuple[str, str], receivers: Sequence[int]) -> dict[int, Path]:
+    if out is None:
+        return {}
+    if len(receivers) == 1:
+        return {receivers[0]: out}
+    return {r: out.with_name(f"{out.stem}.{names[r]}{out.suffix or '.csv'}") for r in receivers}
+
+
+def run_psi(
+    client: Client,
+    parties: dict[str, str | os.PathLike],
+    keys: Sequence[str] | dict[str, Sequence[str]],
+    *,
+    protocol: str = "rr22",
+    receiver: str = "both",
+    join: str = "inner",
+    out: str | os.PathLike | None = None,
+    duplicates: str = "refuse",
+    casefold: bool = False,
+    ecdh_curve: str | None = None,
+    progress: Callable[[float, str], None] | None = None,
+    timeout_s: float = 3600.0,
+) -> PsiRun:
+    """Intersect the CSVs of two parties (``{"alice": path_on_alice, "bob": path_on_bob}``)."""
+    if len(parties) != 2:
+        raise E.InvalidInput("PSI needs exactly two parties")
+    names = tuple(parties)  # job ranks follow the order given
+    node_ranks = [party_rank(client, n) for n in names]
+    if node_ranks[0] == node_ranks[1]:
+        raise E.InvalidInput("the two parties must be different nodes")
+    if receiver == "both":
+        recv: str | int = "both"
+    elif receiver in names:
+        recv = names.index(receiver)
+    else:
+        raise E.InvalidInput(f"--receiver must be 'both' or one of {list(names)}")
+    key_lists = [list(keys[n]) if isinstance(keys, dict) else list(keys) for n in names]
+    specs = []
+    for kl in key_lists:
+        kw = {"keys": tuple(kl), "protocol": protocol, "receiver": recv, "join": join, "duplicates": duplicates, "normalize": KeyNormalization(casefold=casefold)}
+        if ecdh_curve:
+            kw["ecdh_curve"] = ecdh_curve
+        try:
+            specs.append(PsiSpec(**kw).to_dict())
+        except (TypeError, ValueError) as exc:
+            raise E.InvalidInput(str(exc)) from None
+    job = secrets.token_hex(10)
+    nodes = [client.nodes[r] for r in node_ranks]
+    created: list[int] = []
+    t0 = time.perf_counter()
+    try:
+        addresses = []
+        for jr in (0, 1):
+            addresses.append(nodes[jr].psi_create(job, jr, specs[jr], str(Path(parties[names[jr]]).expanduser().absolute())))
+            created.append(jr)
+        for jr in (0, 1):
+            nodes[jr].psi_start(job, addresses, node_ranks[1 - jr])
+        deadline = time.monotonic() + timeout_s
+        failed_at = None
+        while True:
+            status = [nodes[jr].psi_status(job) for jr in (0, 1)]
+            if progress is not None:
+                fr = [((s.get("progress") or {}).get("fraction") or 0.0) for s in status]
+                progress(min(fr), (status[0].get("progress") or {}).get("stage", "starting"))
+            states = [s["state"] for s in status]
+            if all(st in ("done", "failed") for st in states):
+                break
+            if "failed" in states:  # the other side notices within its own timeouts; don't wait forever
+                failed_at = failed_at or time.monotonic()
+                if time.monotonic() - failed_at > FAILED_GRACE_S:
+                    break
+            if time.monotonic() > deadline:
+                raise E.NodeTimeout(f"PSI job did not finish within {timeout_s:.0f} s")
+            time.sleep(POLL_S)
+        failed = sorted(((jr, s) for jr, s in enumerate(status) if s["state"] != "done"), key=lambda x: x[1]["state"] != "failed")
+        if failed:
+            jr, s = failed[0]
+            err = s.get("error") or {}
+            cls = getattr(E, err.get("type", "ComputeError"), E.ComputeError)
+            if not (isinstance(cls, type) and issubclass(cls, E.MisuanError)):
+                cls = E.ComputeError
+            msg = f"party {names[jr]}: {err.get('message', 'PSI failed')}"
+            raise cls(msg, party=node_ranks[jr]) if issubclass(cls, E.NodeError) else cls(msg)
+        results = [s["result"] for s in status]
+        receivers = [0, 1] if recv == "both" else [recv]
+        outputs = {}
+        for jr, path in _out_paths(Path(out).expanduser() if out else None, names, receivers).items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
+            try:
+                with open(tmp, "wb") as fh:
+                    nodes[jr].psi_output(job, fh)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(tmp, path)
+            finally:
+                tmp.unlink(missing_ok=True)
+            outputs[names[jr]] = str(path)
+        return PsiRun(
+            job_id=job,
+            parties=names,
+            protocol=protocol,
+            join=join,
+            receiver=receiver,
+            input_rows=(results[0]["input_rows"], results[1]["input_rows"]),
+            intersection=next((r["intersection_keys"] for r in results if r.get("intersection_keys") is not None), None),
+            output_rows={names[jr]: results[jr]["output_rows"] for jr in receivers},
+            outputs=outputs,
+            seconds=time.perf_counter() - t0,
+            bytes_sent=sum(int(r.get("bytes_sent") or 0) for r in results),
+            peak_rss_kb=(status[0].get("peak_rss_kb"), status[1].get("peak_rss_kb")),
+        )
+    finally:
+        for jr in created:
+            try:
+                nodes[jr].psi_delete(job)
+            except E.MisuanError:
+                pass
