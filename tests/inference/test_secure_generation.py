@@ -101,3 +101,22 @@ def test_bad_inputs(client3, cluster3, tiny_hosted):
     model = client3.model(tiny_hosted)
     with pytest.raises(misuan.InvalidInput):
         list(model.generate_ids([], GenerationParams()))
+
+
+def test_nodes_never_see_prompt_or_answer(client3, cluster3, tiny_hosted, plain_tiny):
+    """No prompt text, answer text or one-hot prompt row appears in any node file or log."""
+    prompt = "zebra quokka marmot"
+    msgs = [{"role": "user", "content": prompt}]
+    answer = "".join(client3.chat(tiny_hosted, msgs, max_tokens=4))
+    ids = plain_tiny.tokenizer.encode_chat(msgs)
+    onehot_row = np.zeros(client3.model(tiny_hosted).config.vocab_size, np.float32)
+    onehot_row[ids[-1]] = 1.0
+    needles = [prompt.encode(), prompt.encode("utf-16-le"), onehot_row.tobytes()]
+    if len(answer) >= 4:
+        needles.append(answer.encode())
+    for rank in range(3):
+        for f in (cluster3.dir / f"node{rank}").rglob("*"):
+            if f.is_file():
+                raw = f.read_bytes()
+                for nd in needles:
+                    assert nd not in raw, f
