@@ -118,6 +118,18 @@ class WorkerHandle:
             pass
 
 
+def _await_ready(sock: socket.socket, cleanup, what: str) -> None:
+    """Wait for a child's ``ready`` hello; clean up and raise if it never comes."""
+    sock.settimeout(READY_TIMEOUT_S)
+    try:
+        hello, _ = _ipc.recv_msg(sock)
+    except (_ipc.ChannelClosed, _ipc.ChannelTimeout):
+        hello = {}
+    if not hello.get("ready"):
+        cleanup()
+        raise ComputeError(f"could not start {what}")
+
+
 class Zygote:
     """The node's worker factory process (see :mod:`.zygote`). Restarted if it dies."""
 
@@ -144,15 +156,7 @@ class Zygote:
             child.close()
             out.close()
         self._sock = parent
-        parent.settimeout(READY_TIMEOUT_S)
-        try:
-            hello, _ = _ipc.recv_msg(parent)
-        except (_ipc.ChannelClosed, _ipc.ChannelTimeout):
-            self.close()
-            raise ComputeError("could not start the worker zygote") from None
-        if not hello.get("ready"):
-            self.close()
-            raise ComputeError("worker zygote failed to start")
+        _await_ready(parent, self.close, "the worker zygote")
 
     def start(self) -> None:
         with self._lock:
@@ -180,15 +184,7 @@ class Zygote:
         wsock = socket.socket(fileno=fds[0])
         handle = WorkerHandle(reply["pid"], wsock)
         handle.log_path = log
-        wsock.settimeout(READY_TIMEOUT_S)
-        try:
-            hello, _ = _ipc.recv_msg(wsock)
-        except (_ipc.ChannelClosed, _ipc.ChannelTimeout):
-            handle.kill()
-            raise ComputeError("session worker failed to start") from None
-        if not hello.get("ready"):
-            handle.kill()
-            raise ComputeError("session worker failed to start")
+        _await_ready(wsock, handle.kill, "a session worker")
         return handle
 
     def close(self) -> None:
