@@ -135,11 +135,9 @@ def compressed_size(meta_len: int, kinds: tuple[int, int], n: int) -> int:
 
 
 def _dims_from_meta(meta: bytes) -> tuple[int, ...]:
-    from spu import libspu
+    from . import _pb
 
-    m = libspu.ValueMeta()
-    m.ParseFromString(meta)
-    return tuple(m.shape.dims)
+    return _pb.value_meta(meta)[0]
 
 
 def encode_fxp(flat: np.ndarray, scale: float, f64: np.ndarray, out: np.ndarray) -> np.ndarray:

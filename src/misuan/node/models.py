@@ -20,10 +20,8 @@ import shutil
 import time
 from dataclasses import dataclass
 
-from spu import libspu
-
 from ..errors import Conflict, InvalidInput, NotFound, PermissionDenied
-from ..mpc import _aby3
+from ..mpc import _aby3, _pb
 from .audit import AuditLog
 from .db import Database
 from .store import ShareStore, StreamWriter
@@ -31,6 +29,7 @@ from .store import ShareStore, StreamWriter
 MODEL_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 TENSOR_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 KINDS = ("llama",)
+VIS_SECRET = 1  # spu Visibility.VIS_SECRET
 ADMIN = "admin"
 
 
@@ -84,14 +83,13 @@ class _HeadCheck:
             for d in self.shape:
                 n *= d
             self.exact_size = _aby3.compressed_size(mlen, kinds, n)
-        meta = libspu.ValueMeta()
         try:
-            meta.ParseFromString(bytes(self.buf[8 : 8 + mlen]))
-        except Exception:
+            shape, visibility, storage = _pb.value_meta(bytes(self.buf[8 : 8 + mlen]))
+        except InvalidInput:
             raise InvalidInput("share frame carries no valid meta") from None
-        if tuple(meta.shape.dims) != self.shape:
-            raise InvalidInput(f"share shape {tuple(meta.shape.dims)} does not match the declared {self.shape}")
-        if meta.visibility != libspu.Visibility.VIS_SECRET or meta.storage_type != self.storage:
+        if shape != self.shape:
+            raise InvalidInput(f"share shape {shape} does not match the declared {self.shape}")
+        if visibility != VIS_SECRET or storage != self.storage:
             raise InvalidInput(f"share is not a secret {self.storage} share")
         self.done = True
 

@@ -397,11 +397,16 @@ class SessionManager:
         variables and outputs become readable. Node programs (``request``)
         have their names resolved by the worker and stay unreadable unless
         the caller marks them."""
-        from ..mpc.program import parse_executable
+        from ..mpc import _pb
 
         self._require_linked(sess)
-        exe = parse_executable(program)
-        names_in, names_out = list(exe.input_names), list(exe.output_names)
+        try:
+            names_in, names_out, has_code = _pb.executable_names(program)
+        except InvalidInput:
+            raise InvalidInput("program is not a valid SPU executable") from None
+        if not has_code:
+            raise InvalidInput("program is empty")
+        names_in, names_out = list(names_in), list(names_out)
         if request is not None:
             names_in = [n.replace("r:$:", f"r:{request}:") for n in names_in]
             names_out = [n.replace("r:$:", f"r:{request}:") for n in names_out]
