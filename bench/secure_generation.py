@@ -143,32 +143,10 @@ def main() -> None:
             "tokens_match_plaintext": secure[: len(reference)] == reference[: len(secure)],
         }
         print(f"ours: prefill {stats.prefill_s:.1f} s, decode {stats.decode_s_per_token:.2f} s/token", flush=True)
+        result["peak_rss_per_node_bytes"] = list(sampler.peak)  # before the baseline adds its copies
+        save(result, args.out)
 
-        # 2. agreement over varied prompts (position-wise, free-running)
-        same = total = prefix_ok = 0
-        per_prompt = []
-        for text in PROMPTS[: args.prompts]:
-            ids = tok.encode(text)[:32]
-            a = list(model.generate_ids(ids, GenerationParams(max_tokens=args.agree_tokens)))
-            b = list(plain.generate_ids(ids, GenerationParams(max_tokens=args.agree_tokens)))
-            n = max(len(a), len(b))
-            s = sum(x == y for x, y in zip(a, b))
-            same, total = same + s, total + n
-            prefix_ok += a == b
-            per_prompt.append({"prompt": text[:40], "secure": a, "plain": b, "identical": s, "of": n})
-            print(f"  agreement {s}/{n}: {text[:40]!r}", flush=True)
-        result["agreement"] = {
-            "prompts": len(per_prompt),
-            "tokens_per_prompt": args.agree_tokens,
-            "identical_tokens": same,
-            "total_tokens": total,
-            "fraction": round(same / max(total, 1), 4),
-            "prompts_fully_identical": prefix_ok,
-            "per_prompt": per_prompt,
-        }
-        result["peak_rss_per_node_bytes"] = sampler.stop()
-
-        # 3. baseline: PUMA recipe, same cluster, same weights (stored orientation copies)
+        # 2. baseline: PUMA recipe, same cluster, same weights (stored orientation copies)
         if not args.skip_baseline:
             rt = model.runtime
             with rt.request() as req:
@@ -192,23 +170,63 @@ def main() -> None:
             base = statistics.median(s["seconds"] for s in steps)
             result["baseline_puma"] = {"per_token_s": round(base, 2), "steps": steps}
             result["speedup_per_token"] = round(base / max(stats.decode_s_per_token, 1e-9), 2)
+        result["baseline_peak_rss_per_node_bytes"] = list(sampler.peak)
+        save(result, args.out)
 
+        # 3. agreement over varied prompts (position-wise, free-running)
+        same = total = prefix_ok = 0
+        per_prompt = []
+        for text in PROMPTS[: args.prompts]:
+            ids = tok.encode(text)[:32]
+            a = list(model.generate_ids(ids, GenerationParams(max_tokens=args.agree_tokens)))
+            b = list(plain.generate_ids(ids, GenerationParams(max_tokens=args.agree_tokens)))
+            n = max(len(a), len(b))
+            s = sum(x == y for x, y in zip(a, b))
+            same, total = same + s, total + n
+            prefix_ok += a == b
+            per_prompt.append({"prompt": text[:40], "secure": a, "plain": b, "identical": s, "of": n})
+            print(f"  agreement {s}/{n}: {text[:40]!r}", flush=True)
+            result["agreement"] = {
+                "prompts": len(per_prompt),
+                "tokens_per_prompt": args.agree_tokens,
+                "identical_tokens": same,
+                "total_tokens": total,
+                "fraction": round(same / max(total, 1), 4),
+                "prompts_fully_identical": prefix_ok,
+                "per_prompt": per_prompt,
+            }
+            save(result, args.out)
+        sampler.stop()
+        save(result, args.out)
+
+    save(result, args.out, final=True)
+
+
+def save(result: dict, out: str, final: bool = False) -> None:
+    """Write the JSON after every section, so a long run that is cut short keeps its numbers."""
     ours = result["ours"]
+    agreement = result.get("agreement", {}).get("fraction")
+    rss = result.get("peak_rss_per_node_bytes") or [0]
+    result["complete"] = final
     result["targets"] = {
         "decode_s_per_token<=8": ours["decode_s_per_token"] <= 8,
         "prefill_32_s<=60": ours["prefill_s"] <= 60,
-        "agreement>=0.95": result["agreement"]["fraction"] >= 0.95,
-        "rss_per_node<=3GB": max(result["peak_rss_per_node_bytes"]) <= 3 * 2**30,
+        "agreement>=0.95": None if agreement is None else agreement >= 0.95,
+        "rss_per_node<=3GB": max(rss) <= 3 * 2**30,
         "speedup>=8x": result.get("speedup_per_token", 0) >= 8,
     }
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1))
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result, indent=1))
+    tmp.replace(path)
+    if not final:
+        return
     print(
         f"secure_generation ({result['machine']['cores']} cores): prefill(32) {ours['prefill_s']} s, "
         f"decode {ours['decode_s_per_token']} s/token, {ours['bytes_per_token'] / 1e6:.1f} MB/token, "
-        f"agreement {result['agreement']['fraction']:.1%} over {result['agreement']['prompts']} prompts, "
-        f"peak RSS/node {max(result['peak_rss_per_node_bytes']) / 2**30:.2f} GB, "
+        f"agreement {agreement:.1%} over {result['agreement']['prompts']} prompts, "
+        f"peak RSS/node {max(rss) / 2**30:.2f} GB, "
         f"baseline {result.get('baseline_puma', {}).get('per_token_s', '-')} s/token ({result.get('speedup_per_token', '-')}x)"
     )
 

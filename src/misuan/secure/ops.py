@@ -25,6 +25,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from misuan.errors import InvalidInput
 from misuan.secure import approx
@@ -36,12 +37,13 @@ from misuan.secure import approx
 MASK_FILL: float = 1e4
 
 
-# rms_norm first pass: SPU's rsqrt is accurate on [~1e-3, 2^17) and returns 0 above.
-# One rsqrt call on two scalings of mean(x^2) + eps covers mean(x^2) in [1e-4, 2^27]
-# (2^27: |x| ~ 11585, where x^2 itself wraps); the larger result is the valid one. The
-# floor (4 ulps) keeps the rsqrt input positive on zero rows: CHEETAH's truncation
-# makes mean(x^2) of tiny x a few ulps negative.
+# rms_norm: SPU's rsqrt is accurate on [~1e-3, 2^17) and returns 0 above. Means up to
+# _RMS_SWITCH are scaled by 2^4, larger ones by 2^-10 (covering up to 2^27). The floor
+# (4 ulps) keeps the rsqrt input positive on zero rows: CHEETAH's truncation makes
+# mean(x^2) of tiny x a few ulps negative.
 _RMS_SCALES: tuple[float, float] = (2.0**4, 2.0**-10)
+_RMS_WIDE: float = 64.0  # the wide sum of squares is sum(x * x / 64)
+_RMS_SWITCH: float = 4096.0  # mean + eps above this (rms > 64) takes the 2^-10 branch
 _RSQRT_FLOOR: float = 2.0**-16
 
 
@@ -52,12 +54,13 @@ def softmax(scores: jax.Array, mask: jax.Array) -> jax.Array:
 
     PUMA recipe with a better exp: move masked scores down by MASK_FILL (one product
     with the mask: local if the mask is public, one secret product per entry if not),
-    subtract the row max (clamped at -MASK_FILL/2, so fully masked rows need no special
-    case), exponentiate with ``approx.exp_nonpositive`` (accurate on [-14, 0]), zero
-    everything below the cutoff -14 with one select (this also removes every masked
-    entry, exactly), and multiply by the reciprocal of the row sum (one reciprocal per
-    row, not a division per element: 2.4x less communication). The mask is never
-    compared, so a secret mask costs no extra comparisons.
+    subtract the row max (``row_max``, over the row plus one public -MASK_FILL/2 entry,
+    so fully masked rows need no special case and no extra comparison), exponentiate
+    with ``approx.exp_nonpositive`` (accurate on [-14, 0]), zero everything below the
+    cutoff -14 with one select (this also removes every masked entry, exactly), and
+    multiply by the reciprocal of the row sum (one reciprocal per row, not a division
+    per element: 2.4x less communication). The mask is never compared, so a secret
+    mask costs no extra comparisons.
 
     Error bound: |p - p_ref| <= 2e-4 for |scores| < 4986 (measured 6.5e-5 / 8.3e-5 on
     scores U(-30, 30), U(-100, 100), N(0, 4) and one-dominant-key rows, causal masks,
@@ -67,95 +70,143 @@ def softmax(scores: jax.Array, mask: jax.Array) -> jax.Array:
     """
     mask = mask.astype(scores.dtype)
     masked = scores * mask + (mask - 1.0) * MASK_FILL  # (..., T, S) secret
-    row_max = jnp.max(masked, axis=-1, keepdims=True)  # (..., T, 1) secret
-    row_max = jnp.maximum(row_max, -0.5 * MASK_FILL)  # fully masked rows: cut everything
+    floor = jnp.full(masked.shape[:-1] + (1,), -0.5 * MASK_FILL, masked.dtype)  # public
+    row_max = max_last(jnp.concatenate([masked, floor], axis=-1))  # (..., T, 1) secret
     x = masked - row_max  # (..., T, S) secret: [-spread, 0] unmasked, < -4986 masked
     e = jnp.where(x > -approx.EXP_CUTOFF, approx.exp_nonpositive(x), 0.0)  # (..., T, S)
     total = jnp.sum(e, axis=-1, keepdims=True)  # (..., T, 1) secret, >= ~1 or exactly 0
     return e * (1.0 / total)  # (..., T, S) secret; 0 * (1/0 garbage) = 0 on empty rows
 
 
+# max_last: all-pairs comparisons are used while rows * n * group stays below this
+# (beyond it the comparisons' computation costs more than the rounds they save).
+_PAIRWISE_BUDGET: int = 1 << 18
+
+
+def max_last(m: jax.Array) -> jax.Array:
+    """Exact max over the last axis (keepdims), in 2 comparison rounds for small rows.
+
+    ``jnp.max`` is a tree: ceil(log2 n) sequential comparisons (~11 send actions each
+    under ABY3). Here the row is cut into groups of ~sqrt(n); within a group every pair
+    is compared at once (one comparison op), the winner is found with an AND over its
+    row of results (cheap boolean rounds) and picked by a select; then the same over
+    the group winners. Ties go to the lowest index (a strict comparison against
+    earlier entries), so exactly one entry wins. Decode (n = 65): 23 vs 66 send
+    actions. Falls back to ``jnp.max`` when the all-pairs tensor would be large
+    (long prefills), where computation, not latency, dominates.
+    """
+    n = m.shape[-1]
+    rows = max(1, m.size // max(n, 1))
+    group = max(2, math.isqrt(n - 1) + 1) if n > 16 else n
+    if n <= 1 or rows * n * group > _PAIRWISE_BUDGET:
+        return jnp.max(m, axis=-1, keepdims=True)
+    if group < n:
+        n_groups = -(-n // group)
+        pad = n_groups * group - n
+        if pad:  # pad with copies of the first entry: duplicates never change the max
+            m = jnp.concatenate([m, jnp.repeat(m[..., :1], pad, axis=-1)], axis=-1)
+        grouped = m.reshape(*m.shape[:-1], n_groups, group)  # (..., n_groups, group)
+        return max_last(_pairwise_max(grouped)[..., 0])  # (..., n_groups) -> (..., 1)
+    return _pairwise_max(m)
+
+
+def _pairwise_max(m: jax.Array) -> jax.Array:
+    """Max over the last axis (keepdims) with one all-pairs comparison op."""
+    n = m.shape[-1]
+    idx = np.arange(n)
+    # m_j wins against m_k if m_j > m_k (k < j) or m_j >= m_k (k > j): lowest index wins
+    strict = np.where(idx[None, :] < idx[:, None], -(2.0**-18), 0.0).astype(np.float32)
+    diff = m[..., :, None] - m[..., None, :]  # (..., n, n) secret: m_j - m_k
+    wins = jnp.all(diff + strict >= 0, axis=-1)  # (..., n) secret bool, exactly one
+    return jnp.sum(jnp.where(wins, m, 0.0), axis=-1, keepdims=True)  # (..., 1)
+
+
 def silu(x: jax.Array) -> jax.Array:
     """x * sigmoid(x), computed as relu(x) - g(min(|x|, 12)) with g(t) = t / (1 + e^t).
 
-    g is a degree-12 polynomial on [0, 12] (``approx.SILU_G_COEFFS``); |x| and relu share
-    one comparison, the clamp is a second. No exp and no reciprocal: SPU's
+    g is a degree-12 polynomial on [0, 12] (``approx.SILU_G_COEFFS``, Estrin form: 5
+    rounds of products). The three comparisons x > 0, x < 12, x > -12 run as one op;
+    relu and the clamp are two selects. No exp and no reciprocal: SPU's
     1/(1+exp(-x)) returns garbage for x < ~-18.7 (its Taylor exp wraps) and costs 2x.
 
     Error bound: |y - silu(x)| <= 5e-4 for |x| < 1e4 (measured 2.2e-4 / 2.4e-4 on
     N(0, 4) and [-60, 60], |x| up to 9000).
     """
-    positive = x > 0  # (...) secret bool
-    relu = jnp.where(positive, x, 0.0)
-    t = jnp.minimum(2.0 * relu - x, approx.SILU_CLAMP)  # min(|x|, 12)
-    return relu - approx.poly_on_interval(t, 0.0, approx.SILU_CLAMP, approx.SILU_G_COEFFS)
+    c = approx.SILU_CLAMP
+    signs = jnp.stack([-x, x - c, -x - c]) < 0  # (3, ...) secret bool: x>0, x<c, x>-c
+    relu = jnp.where(signs[0], x, 0.0)
+    t = jnp.where(signs[1] & signs[2], 2.0 * relu - x, c)  # min(|x|, 12)
+    return relu - approx.poly_on_interval(t, 0.0, c, approx.SILU_G_COEFFS)
 
 
 def rms_norm(x: jax.Array, weight: jax.Array, eps: float) -> jax.Array:
     """x * rsqrt(mean(x^2, -1) + eps) * weight, accurate over a wide range of scales.
 
-    x (..., D) secret, weight (D,), eps a Python float >= 0. A single fixed-point rsqrt
-    fails at both ends: mean(x^2) = 1e-4 has only ~26 significant ulps, and SPU's rsqrt
-    returns 0 for inputs >= 2^17 (rms > 362). Pass 1 takes one rsqrt of mean(x^2) + eps
-    at two public scalings (one call: no extra rounds) and keeps the valid result, 1/rms
-    to ~1e-3. Pass 2 renormalises y = x * r1 (rms ~ 1, full precision) with a second
-    rsqrt plus one Newton step; pass 1's error is one factor per row and cancels. Means
-    and eps use well-encoded constants (``_mean_last``, ``_mul_public``).
-    Cost vs the naive op (measured, ABY3, (64, 576)): 1.7x the communication (3.8 vs
-    2.25 MB), 2.5x the rounds (150 vs 59 send actions): 2 sequential rsqrt on (..., 1)
-    and 3 more elementwise products.
+    x (..., D) secret, weight (D,), eps a Python float >= 0. One plain fixed-point
+    rsqrt fails at both ends: mean(x^2) = 1e-4 has only ~26 significant ulps if formed
+    from truncated squares, SPU's rsqrt returns 0 for inputs >= 2^17 (rms > 362), and
+    x * x wraps for |x| > 11585 (SmolLM2's residual stream reaches |x| = 24885, rms
+    1044). So the sum of squares is one dot at two scalings, sum(x * x) (products
+    summed before the single truncation: precise down to rms ~ 0.01) and
+    sum(x * x/64) (no wrap up to |x| ~ 9e4); one comparison on the wide one picks the
+    branch (rms above or below 64) and its public scaling of v = mean + eps into
+    rsqrt's accurate range; one SPU rsqrt gives y = x * r with rms 1 +- 1e-3 (rsqrt's
+    error and the rounding of a small r to the 2^-18 grid, up to 7% when eps and the
+    zero-row floor dominate); a degree-2 Taylor step of m^-1/2 at m = mean(y^2) ~ 1
+    needs no second rsqrt and leaves ~1e-6 (5e-4 at 7%).
+    Cost (ABY3, decode row): one rsqrt (~46 send actions) and ~27 more; the earlier
+    two-rsqrt version cost ~104.
 
-    Error bound, relative to the row's max |output|: 1e-4 for rms(x) in [0.1, 1000],
-    1e-3 for rms(x) in [0.01, 0.1) (input encoding dominates), |x| <= 8000 (x^2 must
-    not wrap; CHEETAH's limit is the lower one). Measured over 4 runs: 1.7e-5 and
-    1.1e-4 (ABY3 and CHEETAH, eps 1e-5 and 1e-6); all-zero and rms ~ 1e-3 rows stay
-    finite and within 1e-3. The naive op returns 0 above rms ~ 362.
+    Error bound, relative to the row's max |output|: 1e-4 for rms(x) in [0.1, 2000],
+    1e-3 for rms(x) in [0.01, 0.1) (input encoding dominates); needs
+    D * rms^2 < 2^32 and |x| < 9e4 (ABY3; CHEETAH's product limit is 2x lower).
+    All-zero rows stay finite.
     """
     if eps < 0:
         raise InvalidInput("rms_norm eps must be >= 0")
+    d = x.shape[-1]
     lo, hi = _RMS_SCALES
-    ms = jnp.mean(x * x, axis=-1, keepdims=True)  # (..., 1) secret, 1/D encoding ok here
-    # The nonzero constant added before scaling stops XLA from folding 1/D * 2^-10 into
-    # one sub-ulp constant (which SPU then applies wrongly to large sums).
-    v = ms + (eps + _RSQRT_FLOOR)  # (..., 1) secret
-    u = jnp.stack([v * lo, v * hi])  # (2, ..., 1) secret
-    r = jax.lax.rsqrt(u)  # (2, ..., 1) secret; 0 where u >= 2^17
-    r1 = jnp.maximum(r[0] * math.sqrt(lo), r[1] * math.sqrt(hi))  # (..., 1) ~ 1/rms
-    y = x * r1  # (..., D) secret, rms ~ 1
-    ms2 = _mean_last(y * y)  # (..., 1) secret
-    if eps > 0:
-        ms2 = ms2 + _mul_public(r1 * r1, eps)
-    r2 = jax.lax.rsqrt(ms2)  # (..., 1), rel. error ~1.5e-4
-    r2 = r2 * (1.5 - 0.5 * ms2 * r2 * r2)  # Newton step: ~1e-7
-    return y * r2 * weight
+    both = jnp.stack([x, x * (1.0 / _RMS_WIDE)])  # (2, ..., D) secret
+    sums = jnp.einsum("k...d,...d->k...", both, x)[..., None]  # (2, ..., 1): sum x^2, sum x^2/64
+    means = _mul_public(sums, 1.0 / d)  # (2, ..., 1) secret: mean, mean / 64
+    wide = means[1] > _RMS_SWITCH / _RMS_WIDE  # (..., 1) secret bool: rms > 64
+    scales = jnp.asarray([lo, hi * _RMS_WIDE], x.dtype).reshape((2,) + (1,) * x.ndim)
+    scaled = means * scales  # (2, ..., 1) secret: 16 mean, 2^-10 mean
+    u = jnp.where(wide, scaled[1], scaled[0] + (eps + _RSQRT_FLOOR) * lo)  # [~1e-3, 2^17)
+    r = jax.lax.rsqrt(u)  # (..., 1) ~ 1/sqrt(u): rsqrt error ~1.5e-4, rounding of r ~3e-4
+    y = (x * r)[None] * jnp.asarray([math.sqrt(hi), math.sqrt(lo)]).reshape((2,) + (1,) * x.ndim)
+    y = jnp.where(wide, y[0], y[1])  # (..., D) secret, rms 1 +- 1e-3
+    # Taylor step for rsqrt at 1: y * m^-1/2 with m = mean(y^2) + eps r^2 (precise, y ~ 1).
+    # eps r^2 = eps / (mean + eps) matters only on the narrow branch (r^2 = 16 / u there).
+    terms = jnp.stack([jnp.einsum("...d,...d->...", y, y), jnp.where(wide, 0.0, r * r)[..., 0]], axis=-1)
+    dev = _mul_public(terms, (1.0 / d, eps * lo)) - 1.0  # (..., 1): m - 1, |m - 1| < 0.15
+    correction = 1.0 + dev * (dev * 0.375 - 0.5)  # m^-1/2 to O(dev^3), below 5e-4
+    return y * correction * weight
 
 
-def _mul_public(v: jax.Array, c: float) -> jax.Array:
-    """v * c for a public constant c > 0, with c encoded to 2^-19 relative precision.
+def _mul_public(v: jax.Array, c: float | tuple[float, ...]) -> jax.Array:
+    """v * c for a public constant c > 0, with c encoded to 2^-19 relative precision;
+    with a tuple c, sum_i v[..., i] * c[i] (keepdims), the largest c_i that precise.
 
     ``v * c`` encodes c with 18 fractional bits (1e-5 becomes 1.14e-5 or 7.6e-6), and
     XLA folds chains of constant factors, so scaling c into [1, 2) and back with plain
-    multiplications does not help. A dot with the public (1,) vector c * 2^k is not
+    multiplications does not help. A dot with the public vector c * 2^k is not
     folded; the * 2^-k after it is exact up to truncation. |v * c * 2^k| < 2^27.
     """
-    k = -math.floor(math.log2(c))  # c * 2^k in [1, 2)
-    return (v[..., None] @ jnp.full((1,), c * 2.0**k, v.dtype)) * 2.0**-k  # v.shape
-
-
-def _mean_last(v: jax.Array) -> jax.Array:
-    """Mean over the last axis (keepdims) to 2^-19 relative (``jnp.mean`` multiplies by
-    1/D on the 2^-18 grid: 2.4e-4 relative error for D = 576). |mean| * 2^ceil(log2 D)
-    must stay below 2^27."""
-    total = jnp.sum(v, axis=-1, keepdims=True)  # (..., 1)
-    return _mul_public(total, 1.0 / v.shape[-1])
+    consts = (c,) if isinstance(c, (int, float)) else tuple(c)
+    k = -math.floor(math.log2(max(consts)))  # max(c) * 2^k in [1, 2)
+    vec = jnp.asarray([ci * 2.0**k for ci in consts], v.dtype)  # (n,) public
+    if isinstance(c, (int, float)):
+        return (v[..., None] @ vec) * 2.0**-k  # v.shape
+    return (v @ vec)[..., None] * 2.0**-k  # (..., 1)
 
 
 def rope(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
     """Rotary embedding, rotate-half convention (Hugging Face LLaMA).
 
     x (..., T, H, hd) secret; cos, sin (T, hd) public: two local products per element.
-    Error bound: |y - ref| <= 4e-6 * max|x| + 1e-5 (the 2^-19 encoding of cos/sin times
-    |x|, plus truncation; measured 3.8e-6 * max|x|).
+    Error bound: |y - ref| <= 8e-6 * max|x| + 1e-5 (the 2^-19 encodings of cos and sin times
+    |x|, plus truncation; measured up to 4.3e-6 * max|x|).
     """
     half = x.shape[-1] // 2
     rotated = jnp.concatenate([-x[..., half:], x[..., :half]], axis=-1)  # (..., T, H, hd)
