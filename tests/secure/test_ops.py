@@ -148,6 +148,20 @@ def test_matmul_and_embed_onehot():
     assert np.abs(e - table[tokens]).max() <= 2.0**-17
 
 
+@pytest.mark.parametrize("shape", [(3, 3, 4, 16, 8), (3, 3, 1, 16, 64)])
+def test_batched_matmul_as_one_block_dot(shape):
+    """GQA attention shapes, (KV, G, T, K) @ (KV, 1, K, N) broadcast over G: same bound as
+    the 2-D product, through the block-diagonal rewrite (both shapes are under budget)."""
+    kv, g, t, k, n = shape
+    a = RNG.normal(0, 3, (kv, g, t, k)).astype(np.float32)
+    w = RNG.normal(0, 1, (kv, 1, k, n)).astype(np.float32)
+    y = simulate(ops.matmul, a, w)
+    ref = a.astype(f64) @ w.astype(f64)  # (KV, G, T, N)
+    bound = 2.0**-18 * (np.abs(a).sum(-1, keepdims=True) + np.abs(w).sum(-2, keepdims=True)) + 2.0**-17
+    assert y.shape == ref.shape
+    assert np.all(np.abs(y - ref) <= bound)
+
+
 @pytest.mark.parametrize("op", ["softmax", "rms_norm"])
 def test_cheetah_two_party(op):
     """Same bounds under 2-party CHEETAH (noisier truncation; measured 8e-5 / 3e-5)."""
@@ -175,3 +189,13 @@ def test_secure_llama_ops_match_the_plain_interface():
     for name, fn in secure.items():
         params = list(inspect.signature(fn).parameters)
         assert params == list(inspect.signature(twins[name]).parameters)
+
+
+def test_reciprocal_in_range_covers_the_softmax_denominator():
+    """Bound: |y - 1/t| <= 2^-17 + 1e-6 / t on [1, hi]; 0 (empty rows) stays finite."""
+    t = np.concatenate([np.linspace(1.0, 2.0, 50), np.logspace(0, np.log10(2048), 200), [0.0]])
+    t = t.astype(np.float32).reshape(-1, 1)
+    y = simulate(lambda a: ops.reciprocal_in_range(a, 2048), t)
+    ref = 1.0 / t[:-1].astype(f64)
+    assert np.all(np.abs(y[:-1] - ref) <= 2.0**-17 + 1e-6 * ref)
+    assert np.isfinite(y[-1]).all() and abs(float(y[-1, 0])) <= 16

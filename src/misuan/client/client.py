@@ -63,10 +63,14 @@ def _pick_error(errors: dict[int, BaseException], ranks: list[int]) -> BaseExcep
     silent = [p for p in dict.fromkeys(blamed) if p not in errors]
     if silent:
         return next(e for e in reported.values() if e.party == silent[0])
-    for kind in (E.NodeTimeout, E.NodeError, E.MisuanError):
+    # a node's own fault (bad share file, bad input) before the link errors it causes
+    for kind in (E.NodeTimeout, E.NodeError, E.IntegrityError, E.MisuanError):
         for r in ranks:
-            if isinstance(errors.get(r), kind):
+            if isinstance(errors.get(r), kind) and not isinstance(errors[r], E.ComputeError):
                 return errors[r]
+    for r in ranks:
+        if r in errors:
+            return errors[r]
     return next(iter(errors.values()))
 
 

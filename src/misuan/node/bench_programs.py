@@ -12,7 +12,7 @@ import jax.numpy as jnp
 
 from ..errors import InvalidInput
 from ..mpc.compile import compile_program
-from .programs import REQ, NodeProgram, _llama_config, request_var, weight_var
+from .programs import REQ, NodeProgram, _llama_config, request_var, resident_weights, weight_var
 
 
 def _store_hf(specs, config: dict, params: dict) -> NodeProgram:
@@ -24,9 +24,10 @@ def _store_hf(specs, config: dict, params: dict) -> NodeProgram:
     cfg = _llama_config(config)
     fn, mats = store_hf_program(cfg)
     shapes = weight_shapes(cfg)
+    resident, unstack = resident_weights([(m, shapes[m]) for m in mats], stacked=True)
     prog = compile_program(
-        fn, [jax.ShapeDtypeStruct(shapes[m], jnp.float32) for m in mats], name="bench.store_hf",
-        input_names=[weight_var(m) for m in mats], output_names=[weight_var(f"hf:{m}") for m in mats],
+        lambda *ws: fn(*unstack(ws)), [jax.ShapeDtypeStruct(s, jnp.float32) for _, s in resident], name="bench.store_hf",
+        input_names=[weight_var(r) for r, _ in resident], output_names=[weight_var(f"hf:{m}") for m in mats],
     )
     return NodeProgram(prog, (), (), "grantee")
 
@@ -47,11 +48,13 @@ def _puma(specs, config: dict, params: dict) -> NodeProgram:
         return tuple(reversed(s)) if name.startswith("hf:") else s
 
     names = stored_names(cfg)
-    specs_ = [jax.ShapeDtypeStruct(shape(n), jnp.float32) for n in names]
+    resident, unstack = resident_weights([(n, shape(n)) for n in names], stacked=True)
+    specs_ = [jax.ShapeDtypeStruct(s, jnp.float32) for _, s in resident]
     specs_.append(jax.ShapeDtypeStruct((T, cfg.vocab_size), jnp.float32))
+    forward, n = puma_forward(cfg, T), len(resident)
     prog = compile_program(
-        puma_forward(cfg, T), specs_, name=f"bench.puma.T{T}",
-        input_names=[weight_var(n) for n in names] + [request_var(REQ, "x")], output_names=[request_var(REQ, "id")],
+        lambda *a: forward(*unstack(a[:n]), a[n]), specs_, name=f"bench.puma.T{T}",
+        input_names=[weight_var(r) for r, _ in resident] + [request_var(REQ, "x")], output_names=[request_var(REQ, "id")],
     )
     return NodeProgram(prog, ("x",), ("id",), "grantee")
 

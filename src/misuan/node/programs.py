@@ -15,8 +15,9 @@ Variable naming in a model runtime::
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -49,7 +50,44 @@ def request_var(request: str, name: str) -> str:
     return f"r:{request}:{name}"
 
 
-def _verify(specs: list[tuple[str, tuple[int, ...]]]) -> NodeProgram:
+_LAYER_TENSOR = re.compile(r"layers\.(\d+)\.(.+)")
+
+
+def is_stacked(config: dict) -> bool:
+    """LLaMA-family runtimes keep per-layer weights as ``stack.<key>`` (L, ...) stacks."""
+    return config.get("kind", "llama") == "llama"
+
+
+def resident_weights(
+    specs: Sequence[tuple[str, tuple[int, ...]]], stacked: bool
+) -> tuple[list[tuple[str, tuple[int, ...]]], Callable[[Sequence], list]]:
+    """Stored tensors -> the resident variables that hold them, and a function that
+    slices the stored tensors back out of those variables inside a program (a static
+    slice of a stack is local)."""
+    if not stacked:
+        return [(n, tuple(s)) for n, s in specs], list
+    resident: dict[str, tuple[int, ...]] = {}
+    where: list[tuple[str, int | None]] = []
+    for name, shape in specs:
+        m = _LAYER_TENSOR.fullmatch(name)
+        if m is None:
+            resident.setdefault(name, tuple(shape))
+            where.append((name, None))
+            continue
+        key, layer = f"stack.{m[2]}", int(m[1])
+        depth = max(resident.get(key, (0,))[0], layer + 1)
+        resident[key] = (depth, *shape)
+        where.append((key, layer))
+    order = list(resident)
+
+    def unstack(arrays: Sequence) -> list:
+        by_name = dict(zip(order, arrays))
+        return [by_name[r] if i is None else by_name[r][i] for r, i in where]
+
+    return list(resident.items()), unstack
+
+
+def _verify(specs: list[tuple[str, tuple[int, ...]]], stacked: bool) -> NodeProgram:
     """``y_t = u_t · W_t · v_t`` for every tensor (1-D: ``u_t · w_t``).
 
     The owner secret-shares random probes u_t, v_t and compares the revealed
@@ -58,7 +96,8 @@ def _verify(specs: list[tuple[str, tuple[int, ...]]]) -> NodeProgram:
     with high probability, while the owner learns one number per tensor and
     the nodes learn nothing.
     """
-    n = len(specs)
+    resident, unstack = resident_weights(specs, stacked)
+    n = len(resident)
 
     def probe_shapes(shape):
         if len(shape) == 1:
@@ -73,7 +112,7 @@ def _verify(specs: list[tuple[str, tuple[int, ...]]]) -> NodeProgram:
             probe_specs.append((f"p{i}_{j}", ps))
 
     def fn(*args):
-        weights, probes = args[:n], list(args[n:])
+        weights, probes = unstack(args[:n]), list(args[n:])
         ys = []
         for w in weights:
             if w.ndim == 1:
@@ -83,10 +122,10 @@ def _verify(specs: list[tuple[str, tuple[int, ...]]]) -> NodeProgram:
                 ys.append(jnp.dot(jnp.dot(u, w), v))
         return jnp.stack(ys)  # (n_tensors,) secret
 
-    arg_specs = [jax.ShapeDtypeStruct(s, jnp.float32) for _, s in specs] + [
+    arg_specs = [jax.ShapeDtypeStruct(s, jnp.float32) for _, s in resident] + [
         jax.ShapeDtypeStruct(s, jnp.float32) for _, s in probe_specs
     ]
-    names = [weight_var(t) for t, _ in specs] + [request_var(REQ, p) for p, _ in probe_specs]
+    names = [weight_var(t) for t, _ in resident] + [request_var(REQ, p) for p, _ in probe_specs]
     prog = compile_program(fn, arg_specs, name="model.verify", input_names=names, output_names=[request_var(REQ, "y")])
     return NodeProgram(prog, tuple(p for p, _ in probe_specs), ("y",), "owner")
 
@@ -98,10 +137,10 @@ def _llama_config(config: dict):
 
 
 def _from_spec(name: str, spec, cfg, *, weights: list[str] | None = None, weight_outputs: bool = False) -> NodeProgram:
-    from ..secure.engine import weight_names, weight_shapes
+    from ..secure.engine import program_weight_names, resident_shapes
 
-    shapes = weight_shapes(cfg)
-    wnames = weight_names(cfg) if weights is None else weights
+    shapes = resident_shapes(cfg)
+    wnames = program_weight_names(cfg) if weights is None else weights
     arg_specs = [jax.ShapeDtypeStruct(shapes[w], jnp.float32) for w in wnames]
     arg_specs += [jax.ShapeDtypeStruct(shape, jnp.float32) for _, shape in spec.inputs]
     in_names = [weight_var(w) for w in wnames] + [request_var(REQ, n) for n, _ in spec.inputs]
@@ -146,10 +185,19 @@ def head_program(config: dict) -> NodeProgram:
     return _from_spec("llama.head", head_spec(cfg), cfg, weights=["embed"], weight_outputs=True)
 
 
+def stack_program(config: dict, key: str) -> NodeProgram:
+    """Load-time program: ``w:stack.<key> = stack(w:layers.<i>.<key> for every layer)``."""
+    from ..secure.engine import stack_spec
+
+    cfg = _llama_config(config)
+    per_layer = [f"layers.{i}.{key}" for i in range(cfg.n_layers)]
+    return _from_spec(f"llama.stack.{key}", stack_spec(cfg, key), cfg, weights=per_layer, weight_outputs=True)
+
+
 def _verify_builder(specs, config: dict, params: dict) -> NodeProgram:
     if params:
         raise InvalidInput("program 'verify' takes no parameters")
-    return _verify(specs)
+    return _verify(specs, is_stacked(config))
 
 
 BUILDERS: dict[str, Callable[..., NodeProgram]] = {

@@ -134,6 +134,15 @@ class ModelRuntimes:
                 # the output head, pre-transposed once here (see secure.engine.head_spec)
                 head = P.head_program(config)
                 self.sessions.run(rt.session, head.program.executable, head.program.sha256, request="load", check_inputs=False)
+            if P.is_stacked(config):
+                # per-layer weights -> (L, ...) stacks, one key at a time (peak: one key twice)
+                from ..secure.engine import layer_keys
+
+                for key in layer_keys(P._llama_config(config)):
+                    stack = P.stack_program(config, key)
+                    self.sessions.run(rt.session, stack.program.executable, stack.program.sha256, request="load", check_inputs=False)
+                    per_layer = [P.weight_var(f"layers.{i}.{key}") for i in range(int(config["n_layers"]))]
+                    self.sessions.call(rt.session, {"op": "del_var", "names": per_layer})
         except BaseException:
             with self._lock:
                 if self._rt.get((name, version)) is rt:

@@ -125,8 +125,9 @@ class _Worker:
         return {"ok": True}, data
 
     def op_del_var(self, h: dict, _p: bytes):
-        self.rt.del_var(h["name"])
-        self.vars.pop(h["name"], None)
+        for name in h.get("names") or [h["name"]]:
+            self.rt.del_var(name)
+            self.vars.pop(name, None)
         return {"ok": True}
 
     def op_run(self, h: dict, payload: bytes):
