@@ -58,28 +58,38 @@ LONG_TEXT = (
 
 
 class RssSampler(threading.Thread):
-    """Peak RSS per node: the node daemon plus all its descendants (zygote, workers)."""
+    """Peak memory per node: the node daemon plus all its descendants (zygote, workers).
+
+    ``peak`` sums RSS (pages shared by the forked zygote and worker count twice);
+    ``peak_pss`` sums PSS (shared pages split between the processes that map them),
+    the fair "memory this node uses"."""
 
     def __init__(self, pids: list[int], period: float = 0.5):
         super().__init__(daemon=True)
         self.pids, self.period = pids, period
         self.peak = [0] * len(pids)
+        self.peak_pss = [0] * len(pids)
         self._stop = threading.Event()
 
-    def sample(self) -> list[int]:
-        out = []
+    def sample(self) -> tuple[list[int], list[int]]:
+        rss, pss = [], []
         for pid in self.pids:
             try:
                 p = psutil.Process(pid)
-                procs = [p, *p.children(recursive=True)]
-                out.append(sum(q.memory_info().rss for q in procs if q.is_running()))
+                procs = [q for q in (p, *p.children(recursive=True)) if q.is_running()]
+                infos = [q.memory_full_info() for q in procs]
+                rss.append(sum(i.rss for i in infos))
+                pss.append(sum(getattr(i, "pss", i.rss) for i in infos))
             except psutil.Error:
-                out.append(0)
-        return out
+                rss.append(0)
+                pss.append(0)
+        return rss, pss
 
     def run(self) -> None:
         while not self._stop.wait(self.period):
-            self.peak = [max(a, b) for a, b in zip(self.peak, self.sample())]
+            rss, pss = self.sample()
+            self.peak = [max(a, b) for a, b in zip(self.peak, rss)]
+            self.peak_pss = [max(a, b) for a, b in zip(self.peak_pss, pss)]
 
     def stop(self) -> list[int]:
         self._stop.set()
@@ -144,6 +154,7 @@ def main() -> None:
         }
         print(f"ours: prefill {stats.prefill_s:.1f} s, decode {stats.decode_s_per_token:.2f} s/token", flush=True)
         result["peak_rss_per_node_bytes"] = list(sampler.peak)  # before the baseline adds its copies
+        result["peak_pss_per_node_bytes"] = list(sampler.peak_pss)
         save(result, args.out)
 
         # 2. baseline: PUMA recipe, same cluster, same weights (stored orientation copies)
