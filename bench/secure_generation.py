@@ -69,7 +69,7 @@ class RssSampler(threading.Thread):
         self.pids, self.period = pids, period
         self.peak = [0] * len(pids)
         self.peak_pss = [0] * len(pids)
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def sample(self) -> tuple[list[int], list[int]]:
         rss, pss = [], []
@@ -86,13 +86,13 @@ class RssSampler(threading.Thread):
         return rss, pss
 
     def run(self) -> None:
-        while not self._stop.wait(self.period):
+        while not self._halt.wait(self.period):
             rss, pss = self.sample()
             self.peak = [max(a, b) for a, b in zip(self.peak, rss)]
             self.peak_pss = [max(a, b) for a, b in zip(self.peak_pss, pss)]
 
     def stop(self) -> list[int]:
-        self._stop.set()
+        self._halt.set()
         self.join(5)
         return self.peak
 
