@@ -132,15 +132,13 @@ class ModelRuntimes:
             config = self.registry.config(name, version)
             if config.get("tie_embeddings") and config.get("kind", "llama") == "llama":
                 # the output head, pre-transposed once here (see secure.engine.head_spec)
-                head = P.head_program(config)
-                self.sessions.run(rt.session, head.program.executable, head.program.sha256, request="load", check_inputs=False)
+                self._run_load_program(rt, P.head_program(config))
             if P.is_stacked(config):
                 # per-layer weights -> (L, ...) stacks, one key at a time (peak: one key twice)
                 from ..secure.engine import layer_keys
 
                 for key in layer_keys(P._llama_config(config)):
-                    stack = P.stack_program(config, key)
-                    self.sessions.run(rt.session, stack.program.executable, stack.program.sha256, request="load", check_inputs=False)
+                    self._run_load_program(rt, P.stack_program(config, key))
                     per_layer = [P.weight_var(f"layers.{i}.{key}") for i in range(int(config["n_layers"]))]
                     self.sessions.call(rt.session, {"op": "del_var", "names": per_layer})
         except BaseException:
@@ -156,6 +154,10 @@ class ModelRuntimes:
             detail={"runtime": rid, "tensors": len(items), "seconds": round(rt.load_seconds, 2)},
         )
         return {"link_seconds": link_s, "load_seconds": rt.load_seconds, "tensors": len(items)}
+
+    def _run_load_program(self, rt: Runtime, prog: P.NodeProgram) -> None:
+        """A load-time program: weights in, weights out, no request inputs."""
+        self.sessions.run(rt.session, prog.program.executable, prog.program.sha256, request="load", check_inputs=False)
 
     def _runtime_options(self) -> dict:
         return {}

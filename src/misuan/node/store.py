@@ -21,7 +21,7 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from .._fs import atomic_write
+from .._fs import atomic_write, fsync_dir
 from ..errors import ConfigError, IntegrityError, InvalidInput, NotFound
 
 MAGIC = b"MSE1"
@@ -103,7 +103,7 @@ class ShareStore:
             raise InvalidInput(f"{dst!r} already exists in the share store")
         target.parent.mkdir(parents=True, exist_ok=True)
         os.replace(self.path_of(src), target)
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
 
     def delete_tree(self, key: str) -> None:
         path = self.path_of(key)
@@ -131,14 +131,6 @@ class ShareStore:
         else:
             self.root.mkdir(parents=True, exist_ok=True)
             self.write(KEYCHECK, b"misuan-key-check")
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class StreamWriter:
@@ -183,7 +175,7 @@ class StreamWriter:
         os.fsync(self._fh.fileno())
         self._fh.close()
         os.replace(self._tmp, self.path)
-        _fsync_dir(self.path.parent)
+        fsync_dir(self.path.parent)
         return self.sha256.hexdigest()
 
     def abort(self) -> None:

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import io
 import os
-import secrets
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from misuan._fs import atomic_open
 from misuan.errors import ComputeError, InvalidInput
 from misuan.psi._csvio import open_csv, open_plain, writer_for
 from misuan.psi._keys import TOKEN_CHARS, decode_tokens, decode_tokens_packed
@@ -140,30 +140,6 @@ def write_output(
     """
     if join not in ("inner", "left", "difference"):
         raise ValueError(f"unknown join {join!r}")
-    tmp = output.parent / f".{output.name}.{secrets.token_hex(6)}.part"
     write = _write_plain if snapshot.plain else _write_csv
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with open(fd, "w", encoding="utf-8", newline="") as stream:
-            written = write(stream, snapshot, states.tobytes(), join, on_progress)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(tmp, output)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(output.parent)
-    return written
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    with atomic_open(output, "w", suffix=".part", strict_dir_sync=False, encoding="utf-8", newline="") as stream:
+        return write(stream, snapshot, states.tobytes(), join, on_progress)

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import resource
 import sys
 import traceback
@@ -32,6 +31,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from misuan._fs import atomic_open
 from misuan.errors import MisuanError
 from misuan.psi.engine import run_psi_party
 from misuan.psi.result import PsiProgress
@@ -39,12 +39,8 @@ from misuan.psi.spec import PsiLink, PsiSpec
 
 
 def _write_json(path: Path, payload: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.part")
-    with open(tmp, "w", encoding="utf-8") as fh:
+    with atomic_open(path, "w", 0o666, suffix=".part", strict_dir_sync=False, encoding="utf-8") as fh:
         json.dump(payload, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def _load_request(arg: str) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from .. import errors as E
+from .._fs import atomic_open
 from ..client.client import Client
 from .spec import KeyNormalization, PsiSpec
 
@@ -137,15 +138,8 @@ def run_psi(
         outputs = {}
         for jr, path in _out_paths(Path(out).expanduser() if out else None, names, receivers).items():
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.part")
-            try:
-                with open(tmp, "wb") as fh:
-                    nodes[jr].psi_output(job, fh)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.replace(tmp, path)
-            finally:
-                tmp.unlink(missing_ok=True)
+            with atomic_open(path, "wb", 0o666, suffix=".part", strict_dir_sync=False) as fh:
+                nodes[jr].psi_output(job, fh)
             outputs[names[jr]] = str(path)
         return PsiRun(
             job_id=job,
