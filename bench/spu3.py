@@ -82,6 +82,7 @@ def _party(rank, addrs, exe_bytes, share_bytes, cfg_bytes, link_options, repeats
     for i, a in enumerate(addrs):
         desc.add_party(f"p{i}", a)
     desc.recv_timeout_ms = 600_000
+    desc.disable_msg_seq_id = True  # as misuan.mpc.link
     desc.connect_retry_interval_ms = 100
     desc.connect_retry_times = 300
     for k, v in (link_options or {}).items():

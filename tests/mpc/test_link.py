@@ -11,3 +11,9 @@ def test_desc_carries_timeouts_and_tls():
     assert d.client_ssl_opts.verify.ca_file_path == "/ca"
     assert d.server_ssl_opts.cert.certificate_path == "/c"
     assert d.connect_retry_times * d.connect_retry_interval_ms >= 2000
+    assert not d.disable_msg_seq_id  # synchronous sends (CHEETAH's OT) need yacl's acks
+
+
+def test_async_only_links_skip_acknowledgements():
+    spec = LinkSpec("s2", 0, ("127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"), 1000, 1.0, async_only=True)
+    assert make_desc(spec).disable_msg_seq_id

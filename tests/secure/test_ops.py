@@ -148,6 +148,26 @@ def test_matmul_and_embed_onehot():
     assert np.abs(e - table[tokens]).max() <= 2.0**-17
 
 
+def test_matmul_wt_and_dense_transpose():
+    """matmul_wt(x, wt) = x @ wt.T with matmul's bound; dense_transpose is exact, and a
+    one-hot row through matmul_wt(onehot, dense_transpose(table)) is embed_onehot."""
+    x = RNG.normal(0, 3, (2, 48)).astype(np.float32)
+    wt = RNG.normal(0, 0.05, (20, 48)).astype(np.float32)
+    table = RNG.normal(0, 1, (300, 16)).astype(np.float32)
+    onehot = np.eye(300, dtype=np.float32)[[7]]
+
+    def both(x, wt, o, t):
+        tt = ops.dense_transpose(t)  # (16, 300)
+        return ops.matmul_wt(x, wt), tt, ops.matmul_wt(o, tt)
+
+    y, tt, e = simulate(both, x, wt, onehot, table)
+    bound = 2.0**-18 * (np.abs(x).sum(1, keepdims=True) + np.abs(wt).sum(1)) + 2.0**-17  # (2, 20)
+    assert y.shape == (2, 20)
+    assert np.all(np.abs(y - x.astype(f64) @ wt.T.astype(f64)) <= bound)
+    assert tt.shape == (16, 300) and np.abs(tt - table.T).max() <= 2.0**-18
+    assert np.abs(e - table[[7]]).max() <= 2.0**-17
+
+
 @pytest.mark.parametrize("shape", [(3, 3, 4, 16, 8), (3, 3, 1, 16, 64)])
 def test_batched_matmul_as_one_block_dot(shape):
     """GQA attention shapes, (KV, G, T, K) @ (KV, 1, K, N) broadcast over G: same bound as

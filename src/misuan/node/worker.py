@@ -53,6 +53,7 @@ class _Worker:
             recv_timeout_ms=h["recv_timeout_ms"],
             connect_timeout_s=h["connect_timeout_s"],
             tls=LinkTLS(Path(tls["cert"]), Path(tls["key"]), Path(tls["ca"])) if tls else None,
+            async_only=h["mpc"]["protocol"] == "ABY3",
         )
         self.mpc = MpcSettings(**h["mpc"])
         t0 = time.perf_counter()

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..models.config import LlamaConfig
 from ..models.llama import rope_tables, rotate_half
+from .ops import dense_transpose
 
 #: matrices stored (out, in) by HF/GGUF: the baseline keeps them that way.
 MATRICES = ("wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down")
@@ -77,6 +78,7 @@ def store_hf_program(cfg: LlamaConfig):
         mats.append("lm_head")
 
     def fn(*ws):
-        return tuple(jnp.transpose(w) for w in ws)
+        # dense copies: a PUMA user holds W (out, in) as an ordinary array
+        return tuple(dense_transpose(w) for w in ws)
 
     return fn, mats
