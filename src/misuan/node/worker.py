@@ -12,6 +12,7 @@ to a per-worker file from which the byte counters of each run are read.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import re
 import socket
@@ -106,6 +107,7 @@ class _Worker:
             del share
             self.vars[item["name"]] = 1
             total += 1
+        _trim_heap()
         return {"ok": True, "loaded": total}
 
     def op_del_prefix(self, h: dict, _p: bytes):
@@ -117,6 +119,7 @@ class _Worker:
             except RuntimeError:
                 pass
             self.vars.pop(n, None)
+        _trim_heap()
         return {"ok": True, "deleted": len(gone)}
 
     def op_get_var(self, h: dict, _p: bytes):
@@ -129,6 +132,7 @@ class _Worker:
         for name in h.get("names") or [h["name"]]:
             self.rt.del_var(name)
             self.vars.pop(name, None)
+        _trim_heap()
         return {"ok": True}
 
     def op_run(self, h: dict, payload: bytes):
@@ -225,6 +229,18 @@ def _classify(exc: Exception) -> dict:
     first = next((ln.strip() for ln in text.splitlines() if ln.strip() and ln.strip() != "what:"), "")
     # SPU messages name ops and shapes, never values; keep one line of it.
     return {"error": "ComputeError", "message": f"SPU error: {first[:300]}", "fatal": True}
+
+
+def _trim_heap() -> None:
+    """Hand freed heap pages back to the OS (glibc keeps them after big frees).
+
+    Loading a model frees decrypted share buffers and per-layer tensors once they
+    are stacked; without this the worker's resident size stays at its peak.
+    """
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # not glibc
 
 
 def setup_spu_logging(log_path: Path) -> None:
