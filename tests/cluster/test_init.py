@@ -68,3 +68,14 @@ def test_mismatched_key_is_refused(tmp_path):
     cfg = load_node(d / "node0" / "node.toml")
     with pytest.raises(ConfigError, match="does not match"):
         check_node_cert(cfg.tls_cert, cfg.tls_key, cfg.cluster.ca_cert, cfg.party)
+
+
+def test_port_blocks_avoid_the_ephemeral_range():
+    """Outgoing connections take local ports from the ephemeral range at random;
+    a node's ports there could be busy when it restarts."""
+    from misuan.cluster.init import ephemeral_port_range, find_port_block
+
+    eph_lo, eph_hi = ephemeral_port_range()
+    for _ in range(20):
+        base = find_port_block(9)
+        assert base + 8 < eph_lo or base > eph_hi, (base, eph_lo, eph_hi)

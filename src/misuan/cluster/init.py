@@ -52,8 +52,27 @@ def port_free(port: int, host: str = "127.0.0.1") -> bool:
     return True
 
 
+def ephemeral_port_range() -> tuple[int, int]:
+    """The kernel's range for outgoing connections' local ports (inclusive)."""
+    try:
+        lo, hi = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(lo), int(hi)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux default
+
+
 def find_port_block(n: int, taken: set[int] = frozenset(), lo: int = 20000, hi: int = 60000) -> int:
-    """A random base port with ``n`` consecutive free ports on loopback."""
+    """A random base port with ``n`` consecutive free ports on loopback.
+
+    Blocks avoid the ephemeral range: a port there can be taken at any moment as
+    the local end of some outgoing connection, and a node restarting after a
+    crash then finds its own port busy (seen as a flaky restart in the fault tests).
+    """
+    eph_lo, eph_hi = ephemeral_port_range()
+    if eph_lo - lo > 4 * n:
+        hi = min(hi, eph_lo)
+    elif hi - eph_hi > 4 * n:
+        lo = max(lo, eph_hi + 1)
     rng = secrets.SystemRandom()
     for _ in range(200):
         base = rng.randrange(lo, hi - n)
