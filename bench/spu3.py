@@ -68,23 +68,17 @@ def _free_ports(n: int) -> list[int]:
 
 
 def _party(rank, addrs, exe_bytes, share_bytes, cfg_bytes, link_options, repeats, log_path, out_q):
+    from pathlib import Path
+
     from spu import api as spu_api
     from spu import libspu
 
-    opts = libspu.logging.LogOptions()
-    opts.enable_console_logger = False
-    opts.system_log_path = log_path
-    opts.log_level = libspu.logging.LogLevel.INFO
-    libspu.logging.setup_logging(opts)
+    from misuan.mpc.link import LinkSpec, make_desc
+    from misuan.node.worker import setup_spu_logging
 
-    desc = libspu.link.Desc()
-    desc.id = "bench"
-    for i, a in enumerate(addrs):
-        desc.add_party(f"p{i}", a)
-    desc.recv_timeout_ms = 600_000
-    desc.disable_msg_seq_id = True  # as misuan.mpc.link
-    desc.connect_retry_interval_ms = 100
-    desc.connect_retry_times = 300
+    setup_spu_logging(Path(log_path))
+    # the nodes' own link settings (ABY3: no per-message acks), with a bench-sized timeout
+    desc = make_desc(LinkSpec("bench", rank, tuple(addrs), 600_000, 30.0, async_only=True))
     for k, v in (link_options or {}).items():
         setattr(desc, k, v)
     ctx = libspu.link.create_brpc(desc, rank)
