@@ -115,7 +115,7 @@ def test_rms_norm_from_embeddings_to_deep_residuals():
 
 
 def test_rms_norm_naive_single_rsqrt_fails_at_large_scale():
-    """Why two passes: SPU's rsqrt returns 0 for inputs >= 2^17 (rms > ~362)."""
+    """Why not SPU's rsqrt on mean + eps: it returns 0 for inputs >= 2^17 (rms > ~362)."""
     x = _residual_rows(64, np.array([1.0, 600.0]))
     w = np.ones(64, np.float32)
     naive = simulate(lambda a, b: plain.rms_norm(a, b, 1e-5), x, w)
@@ -218,4 +218,4 @@ def test_reciprocal_in_range_covers_the_softmax_denominator():
     y = simulate(lambda a: ops.reciprocal_in_range(a, 2048), t)
     ref = 1.0 / t[:-1].astype(f64)
     assert np.all(np.abs(y[:-1] - ref) <= 2.0**-17 + 1e-6 * ref)
-    assert np.isfinite(y[-1]).all() and abs(float(y[-1, 0])) <= 16
+    assert np.isfinite(y[-1]).all() and abs(float(y[-1, 0])) <= 4

@@ -37,14 +37,31 @@ from misuan.secure import approx
 MASK_FILL: float = 1e4
 
 
-# rms_norm: SPU's rsqrt is accurate on [~1e-3, 2^17) and returns 0 above. Means up to
-# _RMS_SWITCH are scaled by 2^4, larger ones by 2^-10 (covering up to 2^27). The floor
-# (4 ulps) keeps the rsqrt input positive on zero rows: CHEETAH's truncation makes
-# mean(x^2) of tiny x a few ulps negative.
-_RMS_SCALES: tuple[float, float] = (2.0**4, 2.0**-10)
+# rms_norm buckets u = mean(x^2) + eps by comparisons against public thresholds
+# 2^(k/16), k/16 in [_U_EXP_LO, _U_EXP_HI]: the bucket's public scale r0 puts
+# r0^2 * u within 2^(+-1/32) of 1, and a Taylor step does the rest (no SPU rsqrt).
+# Thresholds from 2^_U_EXP_WIDE up are compared against the wide mean(x^2) / 64
+# (the plain sum of squares wraps the ring for rms > ~475 at D = 576).
+_U_STEPS_PER_OCTAVE: int = 16
+_U_EXP_LO: int = -17  # below: the lowest bucket (eps-dominated rows: eps = 1e-5 ~ 2^-16.6)
+_U_EXP_HI: int = 23  # above: the highest bucket (rms ~ 2900)
+_U_EXP_WIDE: int = 12  # thresholds >= 4096 (rms > 64) use the wide mean
 _RMS_WIDE: float = 64.0  # the wide sum of squares is sum(x * x / 64)
-_RMS_SWITCH: float = 4096.0  # mean + eps above this (rms > 64) takes the 2^-10 branch
-_RSQRT_FLOOR: float = 2.0**-16
+
+
+def _rms_buckets(eps: float, d: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """Public tables for ``rms_norm``: thresholds (n,) on the compared values (the first
+    ``n_narrow`` on mean + eps, the rest on mean / 64) and, per
+    bucket (n + 1: below the first threshold, between, above the last), the columns
+    [r0, eps * r0^2 * d] with r0 = 1 / sqrt(the bucket's geometric middle)."""
+    exps = np.arange(_U_EXP_LO * _U_STEPS_PER_OCTAVE, _U_EXP_HI * _U_STEPS_PER_OCTAVE + 1) / _U_STEPS_PER_OCTAVE
+    thresholds = 2.0**exps  # (n,) on u
+    compared = np.where(exps >= _U_EXP_WIDE, thresholds / _RMS_WIDE, thresholds)  # wide ones on mean / 64
+    half_step = 0.5 / _U_STEPS_PER_OCTAVE
+    mids = 2.0 ** np.concatenate([[exps[0] - half_step], exps + half_step])  # (n + 1,) bucket middles
+    r0 = mids**-0.5
+    table = np.stack([r0, eps * r0**2 * d], axis=1)  # (n + 1, 2) public
+    return compared, table, int(np.sum(exps < _U_EXP_WIDE))
 
 
 def softmax(scores: jax.Array, mask: jax.Array) -> jax.Array:
@@ -122,28 +139,40 @@ def _pairwise_max(m: jax.Array) -> jax.Array:
     return jnp.sum(jnp.where(wins, m, 0.0), axis=-1, keepdims=True)  # (..., 1)
 
 
+# reciprocal_in_range: buckets per octave of t (the start value is within 2.2% of 1/t).
+_RECIP_STEPS_PER_OCTAVE: int = 16
+
+
 def reciprocal_in_range(t: jax.Array, hi: float) -> jax.Array:
-    """1/t for secret t in [1, hi] (public hi), in ~half the rounds of SPU's reciprocal.
+    """1/t for secret t in [1, hi] (public hi), in ~a third of the rounds of SPU's reciprocal.
 
     SPU's reciprocal normalises t with a 64-bit bit decomposition (~51 send actions
-    under ABY3). With a known range one comparison op against 2, 4, ..., 2^K
-    (K = ceil(log2 hi)) finds t's octave [2^j, 2^(j+1)); y0 = (2/3) 2^-j is a public
-    dot with the comparison bits (|1 - t y0| <= 1/3), and four Newton steps
-    y (2 - t y) square that error down to 3e-16 (~27 send actions in all).
+    under ABY3). With a known range one comparison op against 2^(j/16) up to
+    2^K (K = ceil(log2 hi)) finds t's bucket [a, b) as a one-hot; y0 = 2 / (a + b)
+    is a public dot with it (|1 - t y0| <= 0.022), and two Newton steps
+    y (2 - t y) square that error down to 2.2e-7 (~17 send actions in all).
 
     Error bound: |y - 1/t| <= 2^-17 + 1e-6 / t for t in [1, hi] (the 2^-18 grid
     dominates). t below 1 (e.g. exactly 0 on an empty softmax row) gives a finite
-    meaningless value, at most 2^4 * 2/3.
+    meaningless value, at most 4.
     """
     k = max(1, math.ceil(math.log2(max(hi, 2.0))))
-    thresholds = jnp.asarray([2.0**j for j in range(1, k + 1)], t.dtype)  # (K,) public
-    bits = (t >= thresholds).astype(t.dtype)  # (..., K) secret 0/1: one comparison op
-    # y0 = (2/3) (1 - sum_j bits_j 2^-j) = (2/3) 2^-octave
-    steps = jnp.asarray([(2.0 / 3.0) * 2.0**-j for j in range(1, k + 1)], t.dtype)
-    y = 2.0 / 3.0 - bits @ steps[:, None]  # (..., 1) secret
-    for _ in range(4):
+    edges = 2.0 ** (np.arange(k * _RECIP_STEPS_PER_OCTAVE + 1) / _RECIP_STEPS_PER_OCTAVE)  # 1 .. 2^K
+    bits = t >= jnp.asarray(edges[1:-1], t.dtype)  # (..., n - 1) secret bool: one comparison op
+    start = 2.0 / (edges[:-1] + edges[1:])  # (n,) public: 2 / (a + b) per bucket
+    y = _bucket_onehot(bits).astype(t.dtype) @ jnp.asarray(start[:, None], t.dtype)  # (..., 1)
+    for _ in range(2):
         y = y * (2.0 - t * y)  # Newton: error e -> e^2
     return y
+
+
+def _bucket_onehot(bits: jax.Array) -> jax.Array:
+    """(..., n) monotone step bits (value >= threshold_j) -> (..., n + 1) one-hot of the
+    bucket (below the first threshold, between neighbours, above the last). Local: an
+    XOR of neighbouring bits on boolean shares."""
+    edge = jnp.ones(bits.shape[:-1] + (1,), bool)  # (..., 1) public
+    steps = jnp.concatenate([edge, bits, ~edge], axis=-1)  # (..., n + 2): 1, bits, 0
+    return steps[..., :-1] ^ steps[..., 1:]  # (..., n + 1) secret bool
 
 
 def silu(x: jax.Array) -> jax.Array:
@@ -167,20 +196,21 @@ def silu(x: jax.Array) -> jax.Array:
 def rms_norm(x: jax.Array, weight: jax.Array, eps: float) -> jax.Array:
     """x * rsqrt(mean(x^2, -1) + eps) * weight, accurate over a wide range of scales.
 
-    x (..., D) secret, weight (D,), eps a Python float >= 0. One plain fixed-point
-    rsqrt fails at both ends: mean(x^2) = 1e-4 has only ~26 significant ulps if formed
-    from truncated squares, SPU's rsqrt returns 0 for inputs >= 2^17 (rms > 362), and
-    x * x wraps for |x| > 11585 (SmolLM2's residual stream reaches |x| = 24885, rms
-    1044). So the sum of squares is one dot at two scalings, sum(x * x) (products
-    summed before the single truncation: precise down to rms ~ 0.01) and
-    sum(x * x/64) (no wrap up to |x| ~ 9e4); one comparison on the wide one picks the
-    branch (rms above or below 64) and its public scaling of v = mean + eps into
-    rsqrt's accurate range; one SPU rsqrt gives y = x * r with rms 1 +- 1e-3 (rsqrt's
-    error and the rounding of a small r to the 2^-18 grid, up to 7% when eps and the
-    zero-row floor dominate); a degree-2 Taylor step of m^-1/2 at m = mean(y^2) ~ 1
-    needs no second rsqrt and leaves ~1e-6 (5e-4 at 7%).
-    Cost (ABY3, decode row): one rsqrt (~46 send actions) and ~27 more; the earlier
-    two-rsqrt version cost ~104.
+    x (..., D) secret, weight (D,), eps a Python float >= 0. No SPU rsqrt (~46 send
+    actions on ABY3, accurate only on [~1e-3, 2^17)); instead:
+    1. two row products give sum(x * x) (precise down to rms ~ 0.01) and sum(x * x / 64)
+       (no ring wrap up to |x| ~ 9e4; x * x alone wraps for |x| > 11585, and
+       SmolLM2's residual stream reaches |x| = 24885);
+    2. one comparison op against 641 public thresholds (16 per octave of
+       u = mean + eps, the upper ones on the wide mean) gives u's bucket as a one-hot
+       (XOR of neighbouring bits: local); a public table gives the bucket's scale r0
+       (r0^2 u within 2^(+-1/32) of 1) and eps r0^2;
+    3. y = x * r0 has rms ~ 1; m = mean(y^2) + eps r0^2 is formed from the actual y
+       (so r0's own rounding, up to 1.1% at u = 2^22 where r0 is 131 ulps, only
+       widens |m - 1| to < 0.045) and a degree-2 Taylor step of m^-1/2 at 1 leaves
+       < 3e-5. (Scaling r0 up and y back down lost precision: XLA moves the
+       constant factor onto the later product's small operand.)
+    Cost (ABY3, decode row): ~30 send actions; the SPU-rsqrt version cost ~73.
 
     Error bound, relative to the row's max |output|: 1e-4 for rms(x) in [0.1, 2000],
     1e-3 for rms(x) in [0.01, 0.1) (input encoding dominates); needs
@@ -190,21 +220,23 @@ def rms_norm(x: jax.Array, weight: jax.Array, eps: float) -> jax.Array:
     if eps < 0:
         raise InvalidInput("rms_norm eps must be >= 0")
     d = x.shape[-1]
-    lo, hi = _RMS_SCALES
-    sums = jnp.stack([_row_dot(x, x), _row_dot(x * (1.0 / _RMS_WIDE), x)])  # (2, ..., 1): sum x^2, sum x^2/64
-    means = _mul_public(sums, 1.0 / d)  # (2, ..., 1) secret: mean, mean / 64
-    wide = means[1] > _RMS_SWITCH / _RMS_WIDE  # (..., 1) secret bool: rms > 64
-    scales = jnp.asarray([lo, hi * _RMS_WIDE], x.dtype).reshape((2,) + (1,) * x.ndim)
-    scaled = means * scales  # (2, ..., 1) secret: 16 mean, 2^-10 mean
-    u = jnp.where(wide, scaled[1], scaled[0] + (eps + _RSQRT_FLOOR) * lo)  # [~1e-3, 2^17)
-    r = jax.lax.rsqrt(u)  # (..., 1) ~ 1/sqrt(u): rsqrt error ~1.5e-4, rounding of r ~3e-4
-    y = (x * r)[None] * jnp.asarray([math.sqrt(hi), math.sqrt(lo)]).reshape((2,) + (1,) * x.ndim)
-    y = jnp.where(wide, y[0], y[1])  # (..., D) secret, rms 1 +- 1e-3
-    # Taylor step for rsqrt at 1: y * m^-1/2 with m = mean(y^2) + eps r^2 (precise, y ~ 1).
-    # eps r^2 = eps / (mean + eps) matters only on the narrow branch (r^2 = 16 / u there).
-    terms = jnp.concatenate([_row_dot(y, y), jnp.where(wide, 0.0, r * r)], axis=-1)  # (..., 2)
-    dev = _mul_public(terms, (1.0 / d, eps * lo)) - 1.0  # (..., 1): m - 1, |m - 1| < 0.15
-    correction = 1.0 + dev * (dev * 0.375 - 0.5)  # m^-1/2 to O(dev^3), below 5e-4
+    compared, table, n_narrow = _rms_buckets(eps, d)
+    # Two products: one over a stacked (..., D, 2) right operand is a strided view, which
+    # SPU multiplies element by element (a 32-token prefill layer: 9.7 s against 1.5 s).
+    sums = jnp.concatenate([_row_dot(x, x), _row_dot(x * (1.0 / _RMS_WIDE), x)], axis=-1)  # (..., 2)
+    means = _mul_public(sums, 1.0 / d)  # (..., 2) secret: mean, mean / 64
+    values = jnp.concatenate(
+        [jnp.broadcast_to(means[..., :1] + eps, means.shape[:-1] + (n_narrow,)),
+         jnp.broadcast_to(means[..., 1:], means.shape[:-1] + (compared.size - n_narrow,))], axis=-1)  # (..., n) secret
+    bits = values >= jnp.asarray(compared, x.dtype)  # (..., n) secret bool: u >= threshold
+    # The narrow mean wraps for large rows: above the first wide threshold, all narrow bits are 1.
+    bits = jnp.concatenate([bits[..., :n_narrow] | bits[..., n_narrow:n_narrow + 1], bits[..., n_narrow:]], axis=-1)
+    onehot = _bucket_onehot(bits).astype(x.dtype)  # (..., n + 1) secret 0/1: u's bucket
+    scale = onehot @ jnp.asarray(table, x.dtype)  # (..., 2) secret: [r0, eps r0^2 d]
+    y = x * scale[..., :1]  # (..., D) secret, rms 2^(+-1/32) (+ r0's rounding)
+    m = _mul_public(_row_dot(y, y) + scale[..., 1:], 1.0 / d)  # (..., 1): r0^2 u, |m - 1| < 0.045
+    dev = m - 1.0
+    correction = 1.0 + dev * (dev * 0.375 - 0.5)  # m^-1/2 to O(dev^3): below 3e-5
     return y * correction * weight
 
 
