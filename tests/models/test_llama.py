@@ -143,3 +143,23 @@ def test_forward_hidden_is_jittable_with_traced_position(model, sample_ids):
         h, _ = step(params, x, cos, sin, L.attention_mask(jnp.int32(pos), 1, 16), cache, jnp.int32(pos))
         assert h.shape == (1, cfg.dim)
     assert step._cache_size() == 1
+
+
+def test_fused_projections_match_separate(model):
+    """The secure engine keeps q|k|v and gate|up as single concatenated matrices;
+    ``block`` gives the same result with them."""
+    cfg, params = model
+    lp = {k: jnp.asarray(v) for k, v in params["layers"][0].items()}
+    fused = dict(lp)
+    fused["wqkv"] = jnp.concatenate([lp["wq"], lp["wk"], lp["wv"]], axis=-1)
+    fused["w_gate_up"] = jnp.concatenate([lp["w_gate"], lp["w_up"]], axis=-1)
+    for k in ("wq", "wk", "wv", "w_gate", "w_up"):
+        del fused[k]
+    x = jax.random.normal(jax.random.PRNGKey(1), (5, cfg.dim))
+    cos, sin = L.rope_tables(cfg, jnp.arange(5))
+    mask = jnp.tril(jnp.ones((5, 5)))
+    cache = L.KVCache(jnp.zeros((1, cfg.n_kv_heads, 5, cfg.head_dim)), jnp.zeros((1, cfg.n_kv_heads, 5, cfg.head_dim)))
+    want, want_cache = L.block(L.PLAIN_OPS, cfg, lp, x, cos, sin, mask, cache, 0, 0)
+    got, got_cache = L.block(L.PLAIN_OPS, cfg, fused, x, cos, sin, mask, cache, 0, 0)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(np.asarray(got_cache.k), np.asarray(want_cache.k), rtol=1e-5, atol=1e-5)

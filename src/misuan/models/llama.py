@@ -174,7 +174,11 @@ def attention(
     """
     t = x.shape[0]
     h, kv, g, hd = cfg.n_heads, cfg.n_kv_heads, cfg.n_groups, cfg.head_dim
-    q, k, v = ops.matmul(x, lp["wq"]), ops.matmul(x, lp["wk"]), ops.matmul(x, lp["wv"])
+    if "wqkv" in lp:  # q|k|v concatenated along the output axis: one product
+        qkv = ops.matmul(x, lp["wqkv"])  # (T, (H + 2 KV) hd)
+        q, k, v = jnp.split(qkv, [h * hd, (h + kv) * hd], axis=-1)
+    else:
+        q, k, v = ops.matmul(x, lp["wq"]), ops.matmul(x, lp["wk"]), ops.matmul(x, lp["wv"])
     if cfg.qkv_bias:
         q, k, v = q + lp["bq"], k + lp["bk"], v + lp["bv"]
     q = ops.rope(q.reshape(t, h, hd), cos, sin)  # (T, H, hd)
@@ -200,9 +204,14 @@ def attention(
 
 
 def mlp(ops: LlamaOps, lp: dict[str, Array], x: Array) -> Array:
-    """SwiGLU: ``(silu(x @ W_gate) * (x @ W_up)) @ W_down`` on normed ``x (T, D)``."""
-    gate = ops.silu(ops.matmul(x, lp["w_gate"]))  # (T, F)
-    return ops.matmul(gate * ops.matmul(x, lp["w_up"]), lp["w_down"])  # (T, D)
+    """SwiGLU: ``(silu(x @ W_gate) * (x @ W_up)) @ W_down`` on normed ``x (T, D)``.
+
+    With ``lp["w_gate_up"]`` (gate|up concatenated, (D, 2F)) the two are one product."""
+    if "w_gate_up" in lp:
+        gate, up = jnp.split(ops.matmul(x, lp["w_gate_up"]), 2, axis=-1)  # (T, F) each
+    else:
+        gate, up = ops.matmul(x, lp["w_gate"]), ops.matmul(x, lp["w_up"])  # (T, F) each
+    return ops.matmul(ops.silu(gate) * up, lp["w_down"])  # (T, D)
 
 
 def block(

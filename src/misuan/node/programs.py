@@ -63,26 +63,44 @@ def resident_weights(
 ) -> tuple[list[tuple[str, tuple[int, ...]]], Callable[[Sequence], list]]:
     """Stored tensors -> the resident variables that hold them, and a function that
     slices the stored tensors back out of those variables inside a program (a static
-    slice of a stack is local)."""
+    slice of a stack is local). Members of ``secure.engine.FUSED_KEYS`` groups live as
+    column ranges of the fused stack."""
     if not stacked:
         return [(n, tuple(s)) for n, s in specs], list
+    from ..secure.engine import FUSED_KEYS
+
+    shapes = {name: tuple(shape) for name, shape in specs}
     resident: dict[str, tuple[int, ...]] = {}
-    where: list[tuple[str, int | None]] = []
+    # stored tensor -> (resident variable, layer or None, column slice or None)
+    where: list[tuple[str, int | None, slice | None]] = []
     for name, shape in specs:
         m = _LAYER_TENSOR.fullmatch(name)
         if m is None:
             resident.setdefault(name, tuple(shape))
-            where.append((name, None))
+            where.append((name, None, None))
             continue
-        key, layer = f"stack.{m[2]}", int(m[1])
-        depth = max(resident.get(key, (0,))[0], layer + 1)
-        resident[key] = (depth, *shape)
-        where.append((key, layer))
+        layer, key = int(m[1]), m[2]
+        fused = next((f for f, ms in FUSED_KEYS.items() if key in ms), None)
+        cols = None
+        if fused is not None:  # columns of the fused stack, members in FUSED_KEYS order
+            widths = [shapes[f"layers.{layer}.{k}"][1] for k in FUSED_KEYS[fused]]
+            start = sum(widths[: FUSED_KEYS[fused].index(key)])
+            cols = slice(start, start + shape[1])
+            shape = (shape[0], sum(widths))
+            key = fused
+        rkey = f"stack.{key}"
+        depth = max(resident.get(rkey, (0,))[0], layer + 1)
+        resident[rkey] = (depth, *shape)
+        where.append((rkey, layer, cols))
     order = list(resident)
 
     def unstack(arrays: Sequence) -> list:
         by_name = dict(zip(order, arrays))
-        return [by_name[r] if i is None else by_name[r][i] for r, i in where]
+        out = []
+        for r, i, cols in where:
+            w = by_name[r] if i is None else by_name[r][i]
+            out.append(w if cols is None else w[:, cols])
+        return out
 
     return list(resident.items()), unstack
 
@@ -192,6 +210,16 @@ def stack_program(config: dict, key: str) -> NodeProgram:
     cfg = _llama_config(config)
     per_layer = [f"layers.{i}.{key}" for i in range(cfg.n_layers)]
     return _from_spec(f"llama.stack.{key}", stack_spec(cfg, key), cfg, weights=per_layer, weight_outputs=True)
+
+
+def fuse_program(config: dict, fused: str) -> NodeProgram:
+    """Load-time program: ``w:stack.<fused> = concat(w:stack.<member> ...)`` (see
+    ``secure.engine.FUSED_KEYS``)."""
+    from ..secure.engine import FUSED_KEYS, fuse_spec
+
+    cfg = _llama_config(config)
+    members = [f"stack.{m}" for m in FUSED_KEYS[fused]]
+    return _from_spec(f"llama.fuse.{fused}", fuse_spec(cfg, fused), cfg, weights=members, weight_outputs=True)
 
 
 def _verify_builder(specs, config: dict, params: dict) -> NodeProgram:

@@ -130,17 +130,21 @@ class ModelRuntimes:
                 timeout=3600,
             )
             config = self.registry.config(name, version)
-            if config.get("tie_embeddings") and config.get("kind", "llama") == "llama":
-                # the output head, pre-transposed once here (see secure.engine.head_spec)
-                self._run_load_program(rt, P.head_program(config))
             if P.is_stacked(config):
-                # per-layer weights -> (L, ...) stacks, one key at a time (peak: one key twice)
-                from ..secure.engine import layer_keys
+                # per-layer weights -> (L, ...) stacks, one key at a time (peak: one key
+                # twice), then fused groups (peak: one group twice) before the head copy
+                from ..secure.engine import FUSED_KEYS, layer_keys
 
                 for key in layer_keys(P._llama_config(config)):
                     self._run_load_program(rt, P.stack_program(config, key))
                     per_layer = [P.weight_var(f"layers.{i}.{key}") for i in range(int(config["n_layers"]))]
                     self.sessions.call(rt.session, {"op": "del_var", "names": per_layer})
+                for fused, members in FUSED_KEYS.items():
+                    self._run_load_program(rt, P.fuse_program(config, fused))
+                    self.sessions.call(rt.session, {"op": "del_var", "names": [P.weight_var(f"stack.{m}") for m in members]})
+            if config.get("tie_embeddings") and config.get("kind", "llama") == "llama":
+                # the output head, pre-transposed once here (see secure.engine.head_spec)
+                self._run_load_program(rt, P.head_program(config))
         except BaseException:
             with self._lock:
                 if self._rt.get((name, version)) is rt:
