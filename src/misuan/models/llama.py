@@ -181,8 +181,8 @@ def attention(
         q, k, v = ops.matmul(x, lp["wq"]), ops.matmul(x, lp["wk"]), ops.matmul(x, lp["wv"])
     if cfg.qkv_bias:
         q, k, v = q + lp["bq"], k + lp["bk"], v + lp["bv"]
-    q = ops.rope(q.reshape(t, h, hd), cos, sin)  # (T, H, hd)
-    k = ops.rope(k.reshape(t, kv, hd), cos, sin)  # (T, KV, hd)
+    qk = ops.rope(jnp.concatenate([q, k], axis=-1).reshape(t, h + kv, hd), cos, sin)  # (T, H+KV, hd): one op
+    q, k = qk[:, :h], qk[:, h:]  # (T, H, hd), (T, KV, hd)
     v = v.reshape(t, kv, hd)  # (T, KV, hd)
 
     zero = jnp.zeros((), jnp.int32)

@@ -87,7 +87,7 @@ def softmax(scores: jax.Array, mask: jax.Array) -> jax.Array:
     3e-3..5e-3 on the same inputs.
     """
     mask = mask.astype(scores.dtype)
-    masked = scores * mask + (mask - 1.0) * MASK_FILL  # (..., T, S) secret
+    masked = (scores + MASK_FILL) * mask - MASK_FILL  # (..., T, S) secret: one product
     floor = jnp.full(masked.shape[:-1] + (1,), -0.5 * MASK_FILL, masked.dtype)  # public
     row_max = max_last(jnp.concatenate([masked, floor], axis=-1))  # (..., T, 1) secret
     x = masked - row_max  # (..., T, S) secret: [-spread, 0] unmasked, < -4986 masked
@@ -269,15 +269,16 @@ def _mul_public(v: jax.Array, c: float | tuple[float, ...]) -> jax.Array:
 def rope(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
     """Rotary embedding, rotate-half convention (Hugging Face LLaMA).
 
-    x (..., T, H, hd) secret; cos, sin (T, hd) public: two local products per element.
+    x (..., T, H, hd) secret; cos, sin (T, hd) public or secret: both products in one op
+    (one round of products when the tables are secret, as in decode).
     Error bound: |y - ref| <= 8e-6 * max|x| + 1e-5 (the 2^-19 encodings of cos and sin times
     |x|, plus truncation; measured up to 4.3e-6 * max|x|).
     """
     half = x.shape[-1] // 2
     rotated = jnp.concatenate([-x[..., half:], x[..., :half]], axis=-1)  # (..., T, H, hd)
-    cos = cos[:, None, :]  # (T, 1, hd) public
-    sin = sin[:, None, :]  # (T, 1, hd) public
-    return x * cos + rotated * sin
+    tables = jnp.stack([cos, sin])[:, :, None, :]  # (2, T, 1, hd)
+    both = jnp.stack([x, rotated]) * tables.reshape((2,) + (1,) * (x.ndim - 3) + tables.shape[1:])  # (2, ..., T, H, hd)
+    return both[0] + both[1]
 
 
 # matmul: batched products go through one 2-D dot while the block-diagonal left operand
