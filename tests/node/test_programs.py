@@ -7,7 +7,7 @@ import numpy as np
 from misuan.models.config import LlamaConfig
 from misuan.models.params import param_shapes
 from misuan.node.programs import resident_weights
-from misuan.secure.engine import program_weight_names, resident_shapes
+from misuan.secure.engine import FUSED_KEYS, program_weight_names, resident_shapes
 
 CFG = LlamaConfig(vocab_size=40, dim=16, n_layers=3, n_heads=4, n_kv_heads=2, head_dim=4, hidden_dim=24)
 
@@ -37,8 +37,7 @@ def test_fused_stacks_hold_every_stored_tensor():
     arrays = []
     for name, _ in resident:
         key = name.removeprefix("stack.")
-        groups = {"wqkv": ("wq", "wk", "wv"), "w_gate_up": ("w_gate", "w_up")}
-        arrays.append(stack(*groups.get(key, (key,))) if name.startswith("stack.") else stored[name])
+        arrays.append(stack(*FUSED_KEYS.get(key, (key,))) if name.startswith("stack.") else stored[name])
     views = unstack(arrays)
     assert len(views) == len(stored)
     for (name, want), got in zip(stored.items(), views):

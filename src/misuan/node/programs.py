@@ -67,7 +67,7 @@ def resident_weights(
     column ranges of the fused stack."""
     if not stacked:
         return [(n, tuple(s)) for n, s in specs], list
-    from ..secure.engine import FUSED_KEYS
+    from ..secure.engine import FUSED_KEYS, fused_key
 
     shapes = {name: tuple(shape) for name, shape in specs}
     resident: dict[str, tuple[int, ...]] = {}
@@ -80,7 +80,7 @@ def resident_weights(
             where.append((name, None, None))
             continue
         layer, key = int(m[1]), m[2]
-        fused = next((f for f, ms in FUSED_KEYS.items() if key in ms), None)
+        fused = fused_key(key)
         cols = None
         if fused is not None:  # columns of the fused stack, members in FUSED_KEYS order
             widths = [shapes[f"layers.{layer}.{k}"][1] for k in FUSED_KEYS[fused]]
@@ -215,10 +215,10 @@ def stack_program(config: dict, key: str) -> NodeProgram:
 def fuse_program(config: dict, fused: str) -> NodeProgram:
     """Load-time program: ``w:stack.<fused> = concat(w:stack.<member> ...)`` (see
     ``secure.engine.FUSED_KEYS``)."""
-    from ..secure.engine import FUSED_KEYS, fuse_spec
+    from ..secure.engine import FUSED_KEYS, fuse_spec, stacked_name
 
     cfg = _llama_config(config)
-    members = [f"stack.{m}" for m in FUSED_KEYS[fused]]
+    members = [stacked_name(m) for m in FUSED_KEYS[fused]]
     return _from_spec(f"llama.fuse.{fused}", fuse_spec(cfg, fused), cfg, weights=members, weight_outputs=True)
 
 

@@ -133,7 +133,7 @@ class ModelRuntimes:
             if P.is_stacked(config):
                 # per-layer weights -> (L, ...) stacks, one key at a time (peak: one key
                 # twice), then fused groups (peak: one group twice) before the head copy
-                from ..secure.engine import FUSED_KEYS, layer_keys
+                from ..secure.engine import FUSED_KEYS, layer_keys, stacked_name
 
                 for key in layer_keys(P._llama_config(config)):
                     self._run_load_program(rt, P.stack_program(config, key))
@@ -141,7 +141,7 @@ class ModelRuntimes:
                     self.sessions.call(rt.session, {"op": "del_var", "names": per_layer})
                 for fused, members in FUSED_KEYS.items():
                     self._run_load_program(rt, P.fuse_program(config, fused))
-                    self.sessions.call(rt.session, {"op": "del_var", "names": [P.weight_var(f"stack.{m}") for m in members]})
+                    self.sessions.call(rt.session, {"op": "del_var", "names": [P.weight_var(stacked_name(m)) for m in members]})
             if config.get("tie_embeddings") and config.get("kind", "llama") == "llama":
                 # the output head, pre-transposed once here (see secure.engine.head_spec)
                 self._run_load_program(rt, P.head_program(config))

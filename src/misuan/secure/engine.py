@@ -85,13 +85,17 @@ def stacked_name(key: str) -> str:
 FUSED_KEYS: dict[str, tuple[str, ...]] = {"wqkv": ("wq", "wk", "wv"), "w_gate_up": ("w_gate", "w_up")}
 
 
+def fused_key(key: str) -> str | None:
+    """The ``FUSED_KEYS`` group a per-layer key belongs to, or None."""
+    return next((f for f, members in FUSED_KEYS.items() if key in members), None)
+
+
 def resident_layer_keys(cfg: LlamaConfig) -> list[str]:
     """Keys of the resident (L, ...) stacks: ``layer_keys`` with each fused group
     replaced by its fused key (at the place of its first member)."""
-    member_of = {m: f for f, ms in FUSED_KEYS.items() for m in ms}
     keys: list[str] = []
     for k in layer_keys(cfg):
-        key = member_of.get(k, k)
+        key = fused_key(k) or k
         if key not in keys:
             keys.append(key)
     return keys
