@@ -106,17 +106,22 @@ def test_ops_are_used_and_swappable(model, sample_ids):
     calls = []
 
     def counting_matmul(x, w):
-        calls.append((tuple(x.shape), tuple(w.shape)))
+        calls.append(("matmul", tuple(x.shape), tuple(w.shape)))
         return jnp.matmul(x, w)
 
-    ops = dataclasses.replace(L.PLAIN_OPS, matmul=counting_matmul)
+    def counting_linear(x, w, residual=None):
+        calls.append(("linear", tuple(x.shape), tuple(w.shape)))
+        return L.plain_linear(x, w, residual)
+
+    ops = dataclasses.replace(L.PLAIN_OPS, matmul=counting_matmul, linear=counting_linear)
     ids = jnp.asarray(sample_ids[:4], jnp.int32)
     ref, _ = L.forward(params, cfg, ids, L.init_cache(cfg, 8), jnp.int32(0))
     out, _ = L.forward(params, cfg, ids, L.init_cache(cfg, 8), jnp.int32(0), ops)
     np.testing.assert_allclose(np.asarray(out), np.asarray(ref), atol=1e-6)
-    # per layer: q, k, v, scores, probs@v, o, gate, up, down; plus the LM head
-    assert len(calls) == 9 * cfg.n_layers + 1
-    assert ((4, cfg.dim), (cfg.dim, cfg.vocab_size)) in calls  # x @ W, never x @ W.T
+    # per layer: weights q, k, v, o, gate, up, down; activations scores, probs@v; plus the LM head
+    assert sum(c[0] == "linear" for c in calls) == 7 * cfg.n_layers
+    assert sum(c[0] == "matmul" for c in calls) == 2 * cfg.n_layers + 1
+    assert ("matmul", (4, cfg.dim), (cfg.dim, cfg.vocab_size)) in calls  # x @ W, never x @ W.T
 
     relu_ops = dataclasses.replace(L.PLAIN_OPS, silu=jax.nn.relu)
     other, _ = L.forward(params, cfg, ids, L.init_cache(cfg, 8), jnp.int32(0), relu_ops)
@@ -125,7 +130,7 @@ def test_ops_are_used_and_swappable(model, sample_ids):
 
 def test_ops_are_hashable_static_args():
     assert hash(L.LlamaOps()) == hash(L.PLAIN_OPS)
-    assert set(f.name for f in dataclasses.fields(L.LlamaOps)) == {"softmax", "silu", "rms_norm", "rope", "matmul"}
+    assert set(f.name for f in dataclasses.fields(L.LlamaOps)) == {"softmax", "silu", "rms_norm", "rope", "matmul", "linear"}
 
 
 def test_forward_hidden_is_jittable_with_traced_position(model, sample_ids):

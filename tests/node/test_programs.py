@@ -7,7 +7,7 @@ import numpy as np
 from misuan.models.config import LlamaConfig
 from misuan.models.params import param_shapes
 from misuan.node.programs import resident_weights
-from misuan.secure.engine import FUSED_KEYS, program_weight_names, resident_shapes
+from misuan.secure.engine import FUSED_KEYS, fuse_spec, program_weight_names, resident_shapes, stack_spec
 
 CFG = LlamaConfig(vocab_size=40, dim=16, n_layers=3, n_heads=4, n_kv_heads=2, head_dim=4, hidden_dim=24)
 
@@ -18,34 +18,44 @@ def _stored() -> dict[str, np.ndarray]:
 
 
 def test_fused_stacks_hold_every_stored_tensor():
-    """q|k|v and gate|up live as column ranges of one (L, D, n) stack; the verify
-    program's view of them is exactly the stored tensors."""
+    """The load programs (stack_spec, fuse_spec, run here in plain JAX) keep every
+    per-layer matrix transposed, q|k|v and gate|up as row ranges of one (L, n, D)
+    stack; the verify program's view of the resident variables gives back exactly
+    the stored tensors."""
     stored = _stored()
     resident, unstack = resident_weights([(n, a.shape) for n, a in stored.items()], stacked=True)
     names = dict(resident)
     assert "stack.wq" not in names and "stack.w_up" not in names
-    assert names["stack.wqkv"] == (3, 16, 16 + 8 + 8)
-    assert names["stack.w_gate_up"] == (3, 16, 48)
+    assert names["stack.wqkv"] == (3, 16 + 8 + 8, 16)
+    assert names["stack.w_gate_up"] == (3, 48, 16)
+    assert names["stack.w_down"] == (3, 16, 24) and names["stack.attn_norm"] == (3, 16)
     shapes = resident_shapes(CFG)
     for name in program_weight_names(CFG):  # what the prefill/decode programs read
         if name.startswith("stack."):
             assert names[name] == shapes[name]
 
-    def stack(*keys):  # what the load programs build: stack each key, concatenate the group
-        return np.concatenate([np.stack([stored[f"layers.{i}.{k}"] for i in range(3)]) for k in keys], axis=-1)
+    def stack(key):
+        (out,) = stack_spec(CFG, key).fn(*[stored[f"layers.{i}.{key}"] for i in range(3)])
+        return out
 
-    arrays = []
-    for name, _ in resident:
-        key = name.removeprefix("stack.")
-        arrays.append(stack(*FUSED_KEYS.get(key, (key,))) if name.startswith("stack.") else stored[name])
+    def load(key):  # what the node's load programs build for a resident stack
+        if key in FUSED_KEYS:
+            (out,) = fuse_spec(CFG, key).fn(*[stack(m) for m in FUSED_KEYS[key]])
+            return out
+        return stack(key)
+
+    arrays = [load(n.removeprefix("stack.")) if n.startswith("stack.") else stored[n] for n, _ in resident]
+    for (name, _), a in zip(resident, arrays):
+        assert a.shape == names[name], name
     views = unstack(arrays)
     assert len(views) == len(stored)
-    for (name, want), got in zip(stored.items(), views):
-        np.testing.assert_array_equal(np.asarray(got), want, err_msg=name)
+    for (name, want), (got, transposed) in zip(stored.items(), views):
+        assert transposed == (want.ndim == 2 and name.startswith("layers.")), name
+        np.testing.assert_array_equal(np.asarray(got.T if transposed else got), want, err_msg=name)
 
 
 def test_unstacked_runtimes_keep_stored_names():
     stored = _stored()
     resident, unstack = resident_weights([(n, a.shape) for n, a in stored.items()], stacked=False)
     assert [n for n, _ in resident] == list(stored)
-    assert unstack([1, 2]) == [1, 2]
+    assert unstack([1, 2]) == [(1, False), (2, False)]

@@ -148,22 +148,27 @@ def test_matmul_and_embed_onehot():
     assert np.abs(e - table[tokens]).max() <= 2.0**-17
 
 
-def test_matmul_wt_and_dense_transpose():
-    """matmul_wt(x, wt) = x @ wt.T with matmul's bound; dense_transpose is exact, and a
-    one-hot row through matmul_wt(onehot, dense_transpose(table)) is embed_onehot."""
-    x = RNG.normal(0, 3, (2, 48)).astype(np.float32)
+@pytest.mark.parametrize("rows", [1, 5])
+def test_linear_and_dense_transpose(rows):
+    """linear(x, wt, r) = r + x @ wt.T with matmul's bound (one row and several: two
+    code paths); dense_transpose is exact, and a one-hot row through
+    linear(onehot, dense_transpose(table)) is embed_onehot."""
+    x = RNG.normal(0, 3, (rows, 48)).astype(np.float32)
     wt = RNG.normal(0, 0.05, (20, 48)).astype(np.float32)
+    r = RNG.normal(0, 10, (rows, 20)).astype(np.float32)
     table = RNG.normal(0, 1, (300, 16)).astype(np.float32)
     onehot = np.eye(300, dtype=np.float32)[[7]]
 
-    def both(x, wt, o, t):
+    def both(x, wt, r, o, t):
         tt = ops.dense_transpose(t)  # (16, 300)
-        return ops.matmul_wt(x, wt), tt, ops.matmul_wt(o, tt)
+        return ops.linear(x, wt), ops.linear(x, wt, r), tt, ops.linear(o, tt)
 
-    y, tt, e = simulate(both, x, wt, onehot, table)
-    bound = 2.0**-18 * (np.abs(x).sum(1, keepdims=True) + np.abs(wt).sum(1)) + 2.0**-17  # (2, 20)
-    assert y.shape == (2, 20)
-    assert np.all(np.abs(y - x.astype(f64) @ wt.T.astype(f64)) <= bound)
+    y, yr, tt, e = simulate(both, x, wt, r, onehot, table)
+    ref = x.astype(f64) @ wt.T.astype(f64)  # (rows, 20)
+    bound = 2.0**-18 * (np.abs(x).sum(1, keepdims=True) + np.abs(wt).sum(1)) + 2.0**-17  # (rows, 20)
+    assert y.shape == yr.shape == (rows, 20)
+    assert np.all(np.abs(y - ref) <= bound)
+    assert np.all(np.abs(yr - (r + ref)) <= bound + 2.0**-18)
     assert tt.shape == (16, 300) and np.abs(tt - table.T).max() <= 2.0**-18
     assert np.abs(e - table[[7]]).max() <= 2.0**-17
 
@@ -205,7 +210,7 @@ def test_cheetah_two_party(op):
 def test_secure_llama_ops_match_the_plain_interface():
     secure = ops.secure_llama_ops()
     twins = plain.plain_llama_ops()
-    assert list(secure) == ["softmax", "silu", "rms_norm", "rope", "matmul"] == list(twins)
+    assert list(secure) == ["softmax", "silu", "rms_norm", "rope", "matmul", "linear"] == list(twins)
     for name, fn in secure.items():
         params = list(inspect.signature(fn).parameters)
         assert params == list(inspect.signature(twins[name]).parameters)

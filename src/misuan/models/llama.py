@@ -2,7 +2,7 @@
 
 Every layer function takes an ``ops`` object (:class:`LlamaOps`). The plaintext
 defaults live here; the secure engine swaps in MPC-friendly versions of the
-same five primitives and reuses everything else unchanged. All shapes are
+same six primitives and reuses everything else unchanged. All shapes are
 static: the KV cache has a fixed length ``S`` and the current position ``pos``
 is a (public) traced scalar, so one compiled program serves every step.
 
@@ -18,7 +18,9 @@ Conventions (single sequence, no batch axis):
   the real ones only write cache slots that later steps overwrite, so callers
   may pad ``T`` up to a shape bucket.
 * Params follow :mod:`misuan.models.params` (every matrix pre-transposed:
-  the code only ever computes ``x @ W``).
+  the code only ever computes ``x @ W``). Weight products go through
+  ``ops.linear``, which owns the weight layout: the plaintext ops take ``W (K, N)``,
+  the secure engine keeps its resident matrices as ``W.T (N, K)``.
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from misuan.models.params import Params
 Array = Any  # jax.Array, numpy array, or an MPC placeholder with the same interface
 
 
-# --- the five swappable primitives (plaintext versions) ---------------------------------
+# --- the six swappable primitives (plaintext versions) ---------------------------------
 
 
 def plain_softmax(scores: Array, mask: Array) -> Array:
@@ -81,6 +83,12 @@ def plain_matmul(x: Array, w: Array) -> Array:
     return jnp.matmul(x, w)
 
 
+def plain_linear(x: Array, w: Array, residual: Array | None = None) -> Array:
+    """``residual + x @ w`` for a weight matrix ``w (K, N)`` (no residual: ``x @ w``)."""
+    y = x @ w
+    return y if residual is None else residual + y
+
+
 @dataclass(frozen=True)
 class LlamaOps:
     """The primitives the model is written against; swap them for MPC.
@@ -91,7 +99,9 @@ class LlamaOps:
         silu(x): elementwise SiLU.
         rms_norm(x, weight, eps): RMSNorm over the last axis.
         rope(x, cos, sin): x ``(..., T, H, hd)`` rotate-half, cos/sin ``(T, hd)``.
-        matmul(x, w): ``x @ w``.
+        matmul(x, w): ``x @ w`` for activations (attention scores and outputs).
+        linear(x, w, residual=None): ``residual + x @ W`` for a weight matrix ``W``
+            held in the ops' own layout (plaintext: ``W (K, N)``).
 
     Frozen and hashable, so it can be a static argument of ``jax.jit``.
     """
@@ -101,6 +111,7 @@ class LlamaOps:
     rms_norm: Callable[[Array, Array, float], Array] = plain_rms_norm
     rope: Callable[[Array, Array, Array], Array] = plain_rope
     matmul: Callable[[Array, Array], Array] = plain_matmul
+    linear: Callable[..., Array] = plain_linear
 
 
 PLAIN_OPS = LlamaOps()
@@ -166,19 +177,21 @@ def attention(
     cache: KVCache,
     layer: int,
     pos: Array,
+    residual: Array | None = None,
 ) -> tuple[Array, KVCache]:
     """Grouped-query self-attention of normed ``x (T, D)``; writes ``cache`` at ``[layer, :, pos:pos+T]``.
 
-    ``layer`` is a static index into the cache's first axis: to keep one cache
-    per layer, pass ``KVCache(k[None], v[None])`` and ``layer=0``.
+    Returns ``residual + attention`` (the output projection adds it: one op fewer
+    under MPC). ``layer`` is a static index into the cache's first axis: to keep one
+    cache per layer, pass ``KVCache(k[None], v[None])`` and ``layer=0``.
     """
     t = x.shape[0]
     h, kv, g, hd = cfg.n_heads, cfg.n_kv_heads, cfg.n_groups, cfg.head_dim
     if "wqkv" in lp:  # q|k|v concatenated along the output axis: one product
-        qkv = ops.matmul(x, lp["wqkv"])  # (T, (H + 2 KV) hd)
+        qkv = ops.linear(x, lp["wqkv"])  # (T, (H + 2 KV) hd)
         q, k, v = jnp.split(qkv, [h * hd, (h + kv) * hd], axis=-1)
     else:
-        q, k, v = ops.matmul(x, lp["wq"]), ops.matmul(x, lp["wk"]), ops.matmul(x, lp["wv"])
+        q, k, v = ops.linear(x, lp["wq"]), ops.linear(x, lp["wk"]), ops.linear(x, lp["wv"])
     if cfg.qkv_bias:
         q, k, v = q + lp["bq"], k + lp["bk"], v + lp["bv"]
     qk = ops.rope(jnp.concatenate([q, k], axis=-1).reshape(t, h + kv, hd), cos, sin)  # (T, H+KV, hd): one op
@@ -197,21 +210,20 @@ def attention(
     probs = ops.softmax(scores, mask)  # (KV, G, T, S)
     out = ops.matmul(probs, v_l[:, None])  # (KV, G, T, hd)
     out = jnp.transpose(out, (2, 0, 1, 3)).reshape(t, h * hd)  # (T, H*hd), head = kv*G + g
-    out = ops.matmul(out, lp["wo"])  # (T, D)
     if cfg.o_bias:
-        out = out + lp["bo"]
-    return out, KVCache(k_all, v_all)
+        residual = lp["bo"] if residual is None else residual + lp["bo"]
+    return ops.linear(out, lp["wo"], residual), KVCache(k_all, v_all)  # (T, D)
 
 
-def mlp(ops: LlamaOps, lp: dict[str, Array], x: Array) -> Array:
-    """SwiGLU: ``(silu(x @ W_gate) * (x @ W_up)) @ W_down`` on normed ``x (T, D)``.
+def mlp(ops: LlamaOps, lp: dict[str, Array], x: Array, residual: Array | None = None) -> Array:
+    """``residual + SwiGLU``: ``(silu(x @ W_gate) * (x @ W_up)) @ W_down`` on normed ``x (T, D)``.
 
-    With ``lp["w_gate_up"]`` (gate|up concatenated, (D, 2F)) the two are one product."""
+    With ``lp["w_gate_up"]`` (gate|up concatenated along the output axis) the two are one product."""
     if "w_gate_up" in lp:
-        gate, up = jnp.split(ops.matmul(x, lp["w_gate_up"]), 2, axis=-1)  # (T, F) each
+        gate, up = jnp.split(ops.linear(x, lp["w_gate_up"]), 2, axis=-1)  # (T, F) each
     else:
-        gate, up = ops.matmul(x, lp["w_gate"]), ops.matmul(x, lp["w_up"])  # (T, F) each
-    return ops.matmul(ops.silu(gate) * up, lp["w_down"])  # (T, D)
+        gate, up = ops.linear(x, lp["w_gate"]), ops.linear(x, lp["w_up"])  # (T, F) each
+    return ops.linear(ops.silu(gate) * up, lp["w_down"], residual)  # (T, D)
 
 
 def block(
@@ -228,9 +240,8 @@ def block(
 ) -> tuple[Array, KVCache]:
     """One pre-norm transformer block on the residual stream ``x (T, D)``."""
     normed = ops.rms_norm(x, lp["attn_norm"], cfg.norm_eps)  # (T, D)
-    a, cache = attention(ops, cfg, lp, normed, cos, sin, mask, cache, layer, pos)
-    x = x + a
-    x = x + mlp(ops, lp, ops.rms_norm(x, lp["mlp_norm"], cfg.norm_eps))
+    x, cache = attention(ops, cfg, lp, normed, cos, sin, mask, cache, layer, pos, residual=x)
+    x = mlp(ops, lp, ops.rms_norm(x, lp["mlp_norm"], cfg.norm_eps), residual=x)
     return x, cache
 
 

@@ -63,43 +63,47 @@ def resident_weights(
 ) -> tuple[list[tuple[str, tuple[int, ...]]], Callable[[Sequence], list]]:
     """Stored tensors -> the resident variables that hold them, and a function that
     slices the stored tensors back out of those variables inside a program (a static
-    slice of a stack is local). Members of ``secure.engine.FUSED_KEYS`` groups live as
-    column ranges of the fused stack."""
+    slice of a stack is local). The function returns ``(array, transposed)`` pairs:
+    per-layer matrices are resident as their transposes
+    (``secure.engine.resident_transposed``), and members of ``secure.engine.FUSED_KEYS``
+    groups live as row ranges of the (transposed) fused stack."""
     if not stacked:
-        return [(n, tuple(s)) for n, s in specs], list
-    from ..secure.engine import FUSED_KEYS, fused_key
+        return [(n, tuple(s)) for n, s in specs], lambda arrays: [(a, False) for a in arrays]
+    from ..secure.engine import FUSED_KEYS, fused_key, resident_transposed
 
     shapes = {name: tuple(shape) for name, shape in specs}
     resident: dict[str, tuple[int, ...]] = {}
-    # stored tensor -> (resident variable, layer or None, column slice or None)
-    where: list[tuple[str, int | None, slice | None]] = []
+    # stored tensor -> (resident variable, layer or None, row slice or None, transposed)
+    where: list[tuple[str, int | None, slice | None, bool]] = []
     for name, shape in specs:
         m = _LAYER_TENSOR.fullmatch(name)
         if m is None:
             resident.setdefault(name, tuple(shape))
-            where.append((name, None, None))
+            where.append((name, None, None, False))
             continue
         layer, key = int(m[1]), m[2]
+        transposed = resident_transposed(tuple(shape))
+        shape = tuple(shape[::-1]) if transposed else tuple(shape)
         fused = fused_key(key)
-        cols = None
-        if fused is not None:  # columns of the fused stack, members in FUSED_KEYS order
-            widths = [shapes[f"layers.{layer}.{k}"][1] for k in FUSED_KEYS[fused]]
-            start = sum(widths[: FUSED_KEYS[fused].index(key)])
-            cols = slice(start, start + shape[1])
-            shape = (shape[0], sum(widths))
+        rows = None
+        if fused is not None:  # rows of the transposed fused stack, members in FUSED_KEYS order
+            heights = [shapes[f"layers.{layer}.{k}"][1] for k in FUSED_KEYS[fused]]
+            start = sum(heights[: FUSED_KEYS[fused].index(key)])
+            rows = slice(start, start + shape[0])
+            shape = (sum(heights), shape[1])
             key = fused
         rkey = f"stack.{key}"
         depth = max(resident.get(rkey, (0,))[0], layer + 1)
         resident[rkey] = (depth, *shape)
-        where.append((rkey, layer, cols))
+        where.append((rkey, layer, rows, transposed))
     order = list(resident)
 
     def unstack(arrays: Sequence) -> list:
         by_name = dict(zip(order, arrays))
         out = []
-        for r, i, cols in where:
+        for r, i, rows, transposed in where:
             w = by_name[r] if i is None else by_name[r][i]
-            out.append(w if cols is None else w[:, cols])
+            out.append((w if rows is None else w[rows], transposed))
         return out
 
     return list(resident.items()), unstack
@@ -132,11 +136,13 @@ def _verify(specs: list[tuple[str, tuple[int, ...]]], stacked: bool) -> NodeProg
     def fn(*args):
         weights, probes = unstack(args[:n]), list(args[n:])
         ys = []
-        for w in weights:
+        for w, transposed in weights:
             if w.ndim == 1:
                 ys.append(jnp.dot(probes.pop(0), w))
             else:
                 u, v = probes.pop(0), probes.pop(0)
+                if transposed:  # w = W.T: u W v = v W.T u, no strided view of W
+                    u, v = v, u
                 ys.append(jnp.dot(jnp.dot(u, w), v))
         return jnp.stack(ys)  # (n_tensors,) secret
 

@@ -17,7 +17,9 @@ Layout that hides the prompt length inside its shape bucket:
 
 Per-layer weights are resident as ``(L, ...)`` stacks (``stack.<key>``, built
 once at load by :func:`stack_spec`; q|k|v and gate|up concatenated by
-:func:`fuse_spec`, see ``FUSED_KEYS``) and the programs loop over layers with
+:func:`fuse_spec`, see ``FUSED_KEYS``). Matrices are resident transposed,
+``W.T (N, K)`` (:func:`resident_transposed`), so that products put them on SPU's
+left (``secure.ops.linear``). The programs loop over layers with
 ``fori_loop`` (a public counter: slicing a stack is local). SPU re-parses a
 program's MLIR text on every run, so 30 unrolled layers cost ~3.5 s of pure
 parsing per decode step; the loop is 30x smaller text (and compiles in seconds).
@@ -78,8 +80,19 @@ def stacked_name(key: str) -> str:
     return f"stack.{key}"
 
 
+def resident_transposed(shape: tuple[int, ...]) -> bool:
+    """Whether a per-layer tensor of this (stored) shape is resident as its transpose.
+
+    Every per-layer matrix ``W (K, N)`` is kept as ``W.T (N, K)``: ``secure.ops.linear``
+    then puts it on SPU's left, where ABY3 does not add its two shares element by
+    element through a strided view (decode row 576 -> 3072: 0.022 s against 0.034 s;
+    one decode step spent ~15 % of its CPU time in those additions)."""
+    return len(shape) == 2
+
+
 #: Per-layer matrices that read the same input, kept as one resident stack
-#: concatenated along the output axis: one product instead of several (decode row,
+#: concatenated along the output axis (rows of the transposed matrices): one
+#: product instead of several (decode row,
 #: 3 processes, 2 cores: q|k|v 31 -> 22 ms, gate|up 51 -> 43 ms; 32 rows: gate|up
 #: 0.32 -> 0.24 s), fewer rounds.
 FUSED_KEYS: dict[str, tuple[str, ...]] = {"wqkv": ("wq", "wk", "wv"), "w_gate_up": ("w_gate", "w_up")}
@@ -107,31 +120,37 @@ def program_weight_names(cfg: LlamaConfig) -> list[str]:
 
 
 def resident_shapes(cfg: LlamaConfig) -> dict[str, tuple[int, ...]]:
-    """Shapes of every resident weight: stacks of every layer key, fused stacks."""
+    """Shapes of every resident weight: stacks of every layer key (matrices
+    transposed, (L, N, K)), fused stacks (L, sum N_i, K)."""
     shapes = weight_shapes(cfg)
     for k in layer_keys(cfg):
-        shapes[stacked_name(k)] = (cfg.n_layers, *shapes[f"layers.0.{k}"])
+        shape = shapes[f"layers.0.{k}"]
+        shapes[stacked_name(k)] = (cfg.n_layers, *(shape[::-1] if resident_transposed(shape) else shape))
     for fused, members in FUSED_KEYS.items():
-        rows, *_ = shapes[f"layers.0.{members[0]}"]
-        cols = sum(shapes[f"layers.0.{m}"][1] for m in members)
-        shapes[stacked_name(fused)] = (cfg.n_layers, rows, cols)
+        k_in, _ = shapes[f"layers.0.{members[0]}"]
+        n_out = sum(shapes[f"layers.0.{m}"][1] for m in members)
+        shapes[stacked_name(fused)] = (cfg.n_layers, n_out, k_in)
     return shapes
 
 
 def stack_spec(cfg: LlamaConfig, key: str) -> ProgramSpec:
-    """Load-time program: the L per-layer tensors of ``key`` -> one ``(L, ...)`` stack."""
+    """Load-time program: the L per-layer tensors of ``key`` -> one ``(L, ...)`` stack
+    (matrices transposed: (L, N, K), written densely by the concatenation)."""
+    transposed = resident_transposed(weight_shapes(cfg)[f"layers.0.{key}"])
 
     def stack(*per_layer):
+        if transposed:
+            return (jnp.stack([w.T for w in per_layer]),)  # (L, N, K) secret
         return (jnp.stack(per_layer),)  # (L, ...) secret
 
     return ProgramSpec(stack, (), (stacked_name(key),), ())
 
 
 def fuse_spec(cfg: LlamaConfig, fused: str) -> ProgramSpec:
-    """Load-time program: member stacks (L, D, n_i) -> ``stack.<fused>`` (L, D, sum n_i)."""
+    """Load-time program: member stacks (L, n_i, D) -> ``stack.<fused>`` (L, sum n_i, D)."""
 
     def fuse(*stacks):
-        return (jnp.concatenate(stacks, axis=-1),)  # (L, D, sum n_i) secret
+        return (jnp.concatenate(stacks, axis=1),)  # (L, sum n_i, D) secret
 
     return ProgramSpec(fuse, (), (stacked_name(fused),), ())
 
@@ -157,14 +176,14 @@ def _forward_stacked(ops: LlamaOps, cfg: LlamaConfig, w: dict, x, cos, sin, mask
 def _logits(ops: LlamaOps, cfg: LlamaConfig, w: dict, h: jax.Array) -> jax.Array:
     """h (1, D) -> logits (1, V). Tied: the (V, D) embedding on the left (4x faster)."""
     if cfg.tie_embeddings:
-        return secure_ops.matmul_wt(h, w["embed"])  # (1, V)
+        return secure_ops.linear(h, w["embed"])  # (1, V)
     return ops.matmul(h, w["lm_head"])  # (1, V)
 
 
 def _embed_row(cfg: LlamaConfig, w: dict, onehot: jax.Array) -> jax.Array:
     """onehot (1, V) -> x (1, D). Tied: the dense (D, V) copy on the left (4x faster)."""
     if cfg.tie_embeddings:
-        return secure_ops.matmul_wt(onehot, w["lm_head"])  # (1, D); lm_head = dense embed.T
+        return secure_ops.linear(onehot, w["lm_head"])  # (1, D); lm_head = dense embed.T
     return secure_ops.embed_onehot(onehot, w["embed"])  # (1, D)
 
 
@@ -235,7 +254,7 @@ def decode_spec(cfg: LlamaConfig, S: int, ops: LlamaOps | None = None) -> Progra
 def head_spec(cfg: LlamaConfig) -> ProgramSpec:
     """At load time, for tied embeddings: ``lm_head = embed.T`` as a dense copy.
 
-    Decode reads it for the one-hot embedding lookup (``matmul_wt``: 0.15 s against
+    Decode reads it for the one-hot embedding lookup (``linear``: 0.15 s against
     0.60 s for ``onehot @ embed``) and the logits read ``embed`` itself; 453 MB more
     memory for SmolLM2. (A transposed view instead of the copy made ``h @ embed.T``
     take 14.8 s.)

@@ -1,6 +1,6 @@
 """MPC-friendly LLaMA ops under SPU fixed point, each with a plaintext twin in ``plain.py``.
 
-The five model ops (``softmax, silu, rms_norm, rope, matmul``) have exactly the
+The six model ops (``softmax, silu, rms_norm, rope, matmul, linear``) have exactly the
 signatures of ``misuan.models.llama.LlamaOps``; ``secure_llama_ops()`` returns them as a
 dict. ``embed_onehot`` is the oblivious embedding lookup.
 
@@ -330,18 +330,28 @@ def dense_transpose(w: jax.Array) -> jax.Array:
     return wt.reshape(-1).reshape(wt.shape)  # (N, M) dense
 
 
-def matmul_wt(x: jax.Array, wt: jax.Array) -> jax.Array:
-    """x @ wt.T for a few rows x (M, K) and a big secret wt (N, K) stored densely.
+def linear(x: jax.Array, wt: jax.Array, residual: jax.Array | None = None) -> jax.Array:
+    """``residual + x @ wt.T`` for rows x (T, K) and a secret weight stored as wt (N, K).
 
-    Computed as (wt @ x.T).T so the big operand is SPU's left one: its ABY3 product
-    adds the right operand's two shares element by element through a strided view
-    (slow for big right operands). Measured (3 processes, 2 cores): 1x576 by a
-    49152x576 head 0.15 s against 0.58 s as x @ w with w (K, N) dense; a 1x49152
-    one-hot by 576x49152 0.15 s against 0.60 s. For M = 32 rows the plain form is
-    faster (0.20 s against 0.28 s for 576x1536), so use this for decode rows.
-    Error bound: as ``matmul``.
+    The weight is SPU's *left* operand: ABY3's product adds the two shares of its
+    right operand element by element through a strided view, slow for a big right
+    operand (~23 ns per element, 3 processes on 2 cores). Measured, one row: 576 ->
+    3072 0.022 s against 0.034 s as ``x @ w`` with w (K, N); a 49152x576 head 0.15 s
+    against 0.58 s. For T > 1 the product is ``wt @ x.T`` (N, T) and must not be
+    followed directly by a transpose: XLA rewrites transpose(dot(a, b)) into
+    dot(b.T, a.T), the big operand on the right as a strided view (32 rows, 576 ->
+    3072: 0.42 s against 0.22 s). A slice in between keeps it (fused q|k|v and
+    gate|up are always split); with a ``residual`` the sum is formed in (N, T) and
+    transposed after. Error bound: as ``matmul``.
     """
-    return (wt @ x.T).T  # (M, N): (N, K) @ (K, M), transposed back
+    t, n = x.shape[0], wt.shape[0]
+    if t == 1:  # transposes of a single row are reshapes
+        y = (wt @ x.T).T  # (1, N)
+        return y if residual is None else residual + y
+    y = wt @ x.T  # (N, T) secret
+    if residual is None:
+        return y.T  # (T, N)
+    return (jnp.broadcast_to(residual, (t, n)).T + y).T  # (T, N)
 
 
 def embed_onehot(onehot: jax.Array, table: jax.Array) -> jax.Array:
@@ -354,11 +364,12 @@ def embed_onehot(onehot: jax.Array, table: jax.Array) -> jax.Array:
 
 
 def secure_llama_ops() -> dict[str, object]:
-    """The MPC versions of the five ``LlamaOps`` callables, keyed by field name."""
+    """The MPC versions of the six ``LlamaOps`` callables, keyed by field name."""
     return {
         "softmax": softmax,
         "silu": silu,
         "rms_norm": rms_norm,
         "rope": rope,
         "matmul": matmul,
+        "linear": linear,
     }

@@ -44,6 +44,12 @@ def matmul(x: jax.Array, w: jax.Array) -> jax.Array:
     return x @ w
 
 
+def linear(x: jax.Array, wt: jax.Array, residual: jax.Array | None = None) -> jax.Array:
+    """``residual + x @ wt.T`` (weight stored as wt (N, K))."""
+    y = x @ wt.T
+    return y if residual is None else residual + y
+
+
 def embed_onehot(onehot: jax.Array, table: jax.Array) -> jax.Array:
     """onehot (T, V) @ table (V, D) -> (T, D)."""
     return onehot @ table
@@ -63,5 +69,5 @@ def gumbel_max_onehot(
 
 
 def plain_llama_ops() -> dict[str, object]:
-    """The plaintext versions of the five ``LlamaOps`` callables, keyed by field name."""
-    return {"softmax": softmax, "silu": silu, "rms_norm": rms_norm, "rope": rope, "matmul": matmul}
+    """The plaintext versions of the six ``LlamaOps`` callables, keyed by field name."""
+    return {"softmax": softmax, "silu": silu, "rms_norm": rms_norm, "rope": rope, "matmul": matmul, "linear": linear}
