@@ -72,6 +72,12 @@ class Timeouts:
     session_idle_s: float = 600.0
 
 
+#: how long a node keeps an idle control-plane connection open, and how long a
+#: client reuses one: clients let go first, so no request races a closing socket.
+NODE_KEEP_ALIVE_S = 30
+CLIENT_KEEP_ALIVE_S = 10.0
+
+
 @dataclass(frozen=True)
 class PartySpec:
     """One party (node) of the cluster, as everyone sees it."""

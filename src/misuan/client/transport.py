@@ -7,7 +7,7 @@ import ssl
 import httpx
 
 from .. import errors as E
-from ..config import ClusterConfig, PartySpec
+from ..config import CLIENT_KEEP_ALIVE_S, ClusterConfig, PartySpec
 
 _BY_NAME = {
     cls.__name__: cls
@@ -50,6 +50,9 @@ class NodeClient:
             headers={"Authorization": f"Bearer {token}"},
             timeout=httpx.Timeout(t.http_read_s, connect=t.http_connect_s),
             verify=verify,
+            # drop idle connections well before the node does (config.NODE_KEEP_ALIVE_S), so a
+            # request never races the server closing its side
+            limits=httpx.Limits(keepalive_expiry=CLIENT_KEEP_ALIVE_S),
         )
 
     def __repr__(self) -> str:
@@ -63,7 +66,15 @@ class NodeClient:
     def _request(self, method: str, path: str, *, timeout: float | None | str = "default", **kw) -> httpx.Response:
         extra = {} if timeout == "default" else {"timeout": httpx.Timeout(timeout, connect=self._http.timeout.connect)}
         try:
-            resp = self._http.request(method, path, **extra, **kw)
+            try:
+                resp = self._http.request(method, path, **extra, **kw)
+            except (httpx.RemoteProtocolError, httpx.ReadError):
+                if method != "GET":
+                    raise
+                # a pooled keep-alive connection the node had already closed: GETs are
+                # idempotent, so once more on a fresh connection (a dead node then fails
+                # to connect and is reported as unreachable)
+                resp = self._http.request(method, path, **extra, **kw)
         except httpx.ConnectError:
             raise E.NodeUnavailable(f"{self.name} is unreachable", party=self.party.rank, url=self.party.control_url) from None
         except httpx.TimeoutException:

@@ -6,7 +6,7 @@ import logging
 import socket
 from pathlib import Path
 
-from ..config import NodeConfig, load_node
+from ..config import NODE_KEEP_ALIVE_S, NodeConfig, load_node
 from ..errors import ConfigError
 
 
@@ -47,5 +47,6 @@ def serve(config_path: str | Path) -> None:
         port=cfg.listen_port,
         log_level=cfg.log_level,
         timeout_graceful_shutdown=5,
+        timeout_keep_alive=NODE_KEEP_ALIVE_S,
         **ssl,
     )
