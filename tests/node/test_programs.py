@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from misuan.models.config import LlamaConfig
@@ -59,3 +61,16 @@ def test_unstacked_runtimes_keep_stored_names():
     resident, unstack = resident_weights([(n, a.shape) for n, a in stored.items()], stacked=False)
     assert [n for n, _ in resident] == list(stored)
     assert unstack([1, 2]) == [(1, False), (2, False)]
+
+
+def test_bench_programs_compile_against_the_resident_layout():
+    """The PUMA baseline's load program and forward compile against the resident
+    variables (they read them through ``resident_weights`` like the product's)."""
+    from misuan.node.bench_programs import BUILDERS
+
+    config = {f.name: getattr(CFG, f.name) for f in dataclasses.fields(CFG)}
+    specs = param_shapes(CFG)
+    store = BUILDERS["bench.store_hf"](specs, config, {})
+    assert store.program.output_names[0] == "w:hf:layers.0.wq"
+    puma = BUILDERS["bench.puma"](specs, config, {"T": 4})
+    assert puma.request_inputs == ("x",)

@@ -52,8 +52,14 @@ def _puma(specs, config: dict, params: dict) -> NodeProgram:
     specs_ = [jax.ShapeDtypeStruct(s, jnp.float32) for _, s in resident]
     specs_.append(jax.ShapeDtypeStruct((T, cfg.vocab_size), jnp.float32))
     forward, n = puma_forward(cfg, T), len(resident)
+
+    def fn(*a):
+        pairs = unstack(a[:n])
+        assert not any(t for _, t in pairs)  # hf: copies and vectors are resident as stored
+        return forward(*(w for w, _ in pairs), a[n])
+
     prog = compile_program(
-        lambda *a: forward(*unstack(a[:n]), a[n]), specs_, name=f"bench.puma.T{T}",
+        fn, specs_, name=f"bench.puma.T{T}",
         input_names=[weight_var(r) for r, _ in resident] + [request_var(REQ, "x")], output_names=[request_var(REQ, "id")],
     )
     return NodeProgram(prog, ("x",), ("id",), "grantee")

@@ -72,13 +72,17 @@ def puma_forward(cfg: LlamaConfig, T: int):
 
 
 def store_hf_program(cfg: LlamaConfig):
-    """Load-time: ``hf:<matrix> = transpose(<matrix>)`` — the stored orientation."""
+    """Load-time: ``hf:<matrix>`` = the matrix in its stored HF orientation (out, in).
+
+    The returned function takes ``(array, transposed)`` pairs as
+    ``node.programs.resident_weights`` gives them: per-layer matrices are resident
+    as ``W.T`` already (a row range of a stack: dense), others get a dense copy."""
     mats = [f"layers.{i}.{k}" for i in range(cfg.n_layers) for k in MATRICES]
     if not cfg.tie_embeddings:
         mats.append("lm_head")
 
-    def fn(*ws):
-        # dense copies: a PUMA user holds W (out, in) as an ordinary array
-        return tuple(dense_transpose(w) for w in ws)
+    def fn(*pairs):
+        # dense arrays: a PUMA user holds W (out, in) as an ordinary array
+        return tuple(w if transposed else dense_transpose(w) for w, transposed in pairs)
 
     return fn, mats

@@ -290,7 +290,7 @@ _BLOCK_DOT_BUDGET: int = 1 << 21
 
 
 def matmul(x: jax.Array, w: jax.Array) -> jax.Array:
-    """x @ w; store secret weights pre-transposed (``x @ W.T`` costs ~3x).
+    """x @ w for secret activations (attention); weight matrices go through ``linear``.
 
     2-D products are one SPU dot. Batched products (attention: (..., M, K) @ (..., K, N),
     batch dims broadcast) are rewritten as one 2-D dot: the left operands become one
