@@ -159,6 +159,7 @@ class _Worker:
         t0 = time.perf_counter()
         self.rt.run(exe)
         seconds = time.perf_counter() - t0
+        _trim_heap()  # a run's temporaries (a prefill's are ~0.4 GB) would otherwise stay resident
         for name in exe.output_names:
             self.vars[name] = 0
         return {"ok": True, "seconds": seconds, **self._link_stats(exe.name)}
@@ -235,7 +236,8 @@ def _trim_heap() -> None:
     """Hand freed heap pages back to the OS (glibc keeps them after big frees).
 
     Loading a model frees decrypted share buffers and per-layer tensors once they
-    are stacked; without this the worker's resident size stays at its peak.
+    are stacked, and every program run frees its temporaries; without this the
+    worker's resident size stays at its peak.
     """
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
