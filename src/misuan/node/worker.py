@@ -13,6 +13,7 @@ to a per-worker file from which the byte counters of each run are read.
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import re
 import socket
@@ -239,10 +240,20 @@ def _trim_heap() -> None:
     are stacked, and every program run frees its temporaries; without this the
     worker's resident size stays at its peak.
     """
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)
+
+
+@functools.cache
+def _libc():
+    """glibc, loaded once (``_trim_heap`` runs after every program); None elsewhere."""
     try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
+        libc = ctypes.CDLL("libc.so.6")
+        libc.malloc_trim  # noqa: B018 (raises AttributeError without glibc)
+        return libc
     except (OSError, AttributeError):
-        pass  # not glibc
+        return None
 
 
 def setup_spu_logging(log_path: Path) -> None:

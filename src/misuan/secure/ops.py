@@ -344,14 +344,10 @@ def linear(x: jax.Array, wt: jax.Array, residual: jax.Array | None = None) -> ja
     gate|up are always split); with a ``residual`` the sum is formed in (N, T) and
     transposed after. Error bound: as ``matmul``.
     """
-    t, n = x.shape[0], wt.shape[0]
-    if t == 1:  # transposes of a single row are reshapes
-        y = (wt @ x.T).T  # (1, N)
-        return y if residual is None else residual + y
-    y = wt @ x.T  # (N, T) secret
-    if residual is None:
-        return y.T  # (T, N)
-    return (jnp.broadcast_to(residual, (t, n)).T + y).T  # (T, N)
+    y = wt @ x.T  # (N, T) secret; for one row the transposes are reshapes
+    if residual is not None:
+        y = jnp.broadcast_to(residual, (x.shape[0], wt.shape[0])).T + y  # (N, T)
+    return y.T  # (T, N)
 
 
 def embed_onehot(onehot: jax.Array, table: jax.Array) -> jax.Array:
