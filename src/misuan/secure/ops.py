@@ -74,7 +74,8 @@ def softmax(scores: jax.Array, mask: jax.Array) -> jax.Array:
     subtract the row max (``row_max``, over the row plus one public -MASK_FILL/2 entry,
     so fully masked rows need no special case and no extra comparison), exponentiate
     with ``approx.exp_nonpositive`` (accurate on [-14, 0]), zero everything below the
-    cutoff -14 with one select (this also removes every masked entry, exactly), and
+    cutoff -14 with one select (this also removes every masked entry, exactly; the
+    cutoff bits come from the max's own last comparison op, ``_max_and_cutoff``), and
     multiply by the reciprocal of the row sum (one ``reciprocal_in_range`` per row, not
     a division per element: the sum lies in [1, S] because the max entry contributes
     exp(0) = 1). The mask is never compared, so a secret mask costs no extra
@@ -89,43 +90,56 @@ def softmax(scores: jax.Array, mask: jax.Array) -> jax.Array:
     mask = mask.astype(scores.dtype)
     masked = (scores + MASK_FILL) * mask - MASK_FILL  # (..., T, S) secret: one product
     floor = jnp.full(masked.shape[:-1] + (1,), -0.5 * MASK_FILL, masked.dtype)  # public
-    row_max = max_last(jnp.concatenate([masked, floor], axis=-1))  # (..., T, 1) secret
+    row_max, keep = _max_and_cutoff(jnp.concatenate([masked, floor], axis=-1), approx.EXP_CUTOFF)
+    # row_max (..., T, 1) secret; keep (..., T, S + 1) secret bool: entry > row_max - cutoff
     x = masked - row_max  # (..., T, S) secret: [-spread, 0] unmasked, < -4986 masked
-    e = jnp.where(x > -approx.EXP_CUTOFF, approx.exp_nonpositive(x), 0.0)  # (..., T, S)
+    e = jnp.where(keep[..., :-1], approx.exp_nonpositive(x), 0.0)  # (..., T, S)
     total = jnp.sum(e, axis=-1, keepdims=True)  # (..., T, 1) secret, in [~1, S] or exactly 0
     return e * reciprocal_in_range(total, e.shape[-1])  # (..., T, S); 0 * garbage = 0 on empty rows
 
 
-# max_last: all-pairs comparisons are used while rows * n * group stays below this
-# (beyond it the comparisons' computation costs more than the rounds they save).
-_PAIRWISE_BUDGET: int = 1 << 18
+# _max_and_cutoff: all-pairs comparisons are used while rows * n * group stays below this
+# (beyond it the comparisons' computation costs more than the rounds they save: one
+# compared element ~2.3 us, one comparison round ~12 ms, 3 processes on 2 cores).
+# Decode over 64 or 128 cache slots stays below it; a 32-token prefill uses the tree.
+_PAIRWISE_BUDGET: int = 1 << 14
 
 
-def max_last(m: jax.Array) -> jax.Array:
-    """Exact max over the last axis (keepdims), in 2 comparison rounds for small rows.
+def _max_and_cutoff(m: jax.Array, cutoff: float) -> tuple[jax.Array, jax.Array]:
+    """Row max over the last axis (keepdims) and the bits m_j >= max - cutoff (..., n).
 
     ``jnp.max`` is a tree: ceil(log2 n) sequential comparisons (~11 send actions each
     under ABY3). Here the row is cut into groups of ~sqrt(n); within a group every pair
     is compared at once (one comparison op), the winner is found with an AND over its
     row of results (cheap boolean rounds) and picked by a select; then the same over
     the group winners. Ties go to the lowest index (a strict comparison against
-    earlier entries), so exactly one entry wins. Decode (n = 65): 23 vs 66 send
-    actions. Falls back to ``jnp.max`` when the all-pairs tensor would be large
-    (long prefills), where computation, not latency, dominates.
+    earlier entries), so exactly one entry wins. The last comparison op also compares every entry against
+    every candidate for the max (the group winners, or the whole row when it is
+    short): m_j >= max - cutoff iff m_j >= w - cutoff for every candidate w. This
+    saves softmax the separate cutoff comparison (8 send actions under ABY3) for
+    n * groups more compared elements. Beyond the pairwise budget: a tree max and one
+    comparison.
     """
     n = m.shape[-1]
     rows = max(1, m.size // max(n, 1))
     group = max(2, math.isqrt(n - 1) + 1) if n > 16 else n
     if n <= 1 or rows * n * group > _PAIRWISE_BUDGET:
-        return jnp.max(m, axis=-1, keepdims=True)
+        row_max = jnp.max(m, axis=-1, keepdims=True)  # (..., 1)
+        return row_max, m - row_max >= -cutoff
+    cands = m  # (..., k) candidates for the max
     if group < n:
         n_groups = -(-n // group)
-        pad = n_groups * group - n
-        if pad:  # pad with copies of the first entry: duplicates never change the max
-            m = jnp.concatenate([m, jnp.repeat(m[..., :1], pad, axis=-1)], axis=-1)
-        grouped = m.reshape(*m.shape[:-1], n_groups, group)  # (..., n_groups, group)
-        return max_last(_pairwise_max(grouped)[..., 0])  # (..., n_groups) -> (..., 1)
-    return _pairwise_max(m)
+        padded = jnp.concatenate([m, jnp.repeat(m[..., :1], n_groups * group - n, axis=-1)], axis=-1)
+        grouped = padded.reshape(*m.shape[:-1], n_groups, group)  # (..., n_groups, group)
+        cands = _pairwise_max(grouped)[..., 0]  # (..., n_groups) group winners
+    k = cands.shape[-1]
+    idx = np.arange(k)
+    strict = np.where(idx[None, :] < idx[:, None], -(2.0**-18), 0.0).astype(np.float32)  # lowest index wins
+    d_max = cands[..., :, None] - cands[..., None, :] + strict  # (..., k, k) secret
+    d_cut = m[..., :, None] - cands[..., None, :] + cutoff  # (..., n, k) secret
+    bits = jnp.all(jnp.concatenate([d_max, d_cut], axis=-2) >= 0, axis=-1)  # (..., k + n) one comparison op
+    row_max = jnp.sum(jnp.where(bits[..., :k], cands, 0.0), axis=-1, keepdims=True)  # (..., 1)
+    return row_max, bits[..., k:]
 
 
 def _pairwise_max(m: jax.Array) -> jax.Array:
@@ -179,7 +193,7 @@ def _bucket_onehot(bits: jax.Array) -> jax.Array:
 def silu(x: jax.Array) -> jax.Array:
     """x * sigmoid(x), computed as relu(x) - g(min(|x|, 12)) with g(t) = t / (1 + e^t).
 
-    g is a degree-12 polynomial on [0, 12] (``approx.SILU_G_COEFFS``, Estrin form: 5
+    g is a degree-15 polynomial on [0, 12] (``approx.SILU_G_COEFFS``, Estrin form: 4
     rounds of products). The three comparisons x > 0, x < 12, x > -12 run as one op;
     relu and the clamp are two selects. No exp and no reciprocal: SPU's
     1/(1+exp(-x)) returns garbage for x < ~-18.7 (its Taylor exp wraps) and costs 2x.
@@ -199,11 +213,11 @@ def rms_norm(x: jax.Array, weight: jax.Array, eps: float) -> jax.Array:
 
     x (..., D) secret, weight (D,), eps a Python float >= 0. No SPU rsqrt (~46 send
     actions on ABY3, accurate only on [~1e-3, 2^17)); instead:
-    1. two row products give sum(x * x) (precise down to rms ~ 0.01) and sum(x * x / 64)
+    1. one product op gives sum(x * x) (precise down to rms ~ 0.01) and sum(x * x / 64)
        (no ring wrap up to |x| ~ 9e4; x * x alone wraps for |x| > 11585, and
        SmolLM2's residual stream reaches |x| = 24885);
-    2. one comparison op against 641 public thresholds (16 per octave of
-       u = mean + eps, the upper ones on the wide mean) gives u's bucket as a one-hot
+    2. one comparison op of the sums against 641 public thresholds times D (16 per
+       octave of u = mean + eps, the upper ones on the wide mean) gives u's bucket as a one-hot
        (XOR of neighbouring bits: local); a public table gives the bucket's scale r0
        (r0^2 u within 2^(+-1/32) of 1) and eps r0^2;
     3. y = x * r0 has rms ~ 1; m = mean(y^2) + eps r0^2 is formed from the actual y
@@ -211,8 +225,8 @@ def rms_norm(x: jax.Array, weight: jax.Array, eps: float) -> jax.Array:
        widens |m - 1| to < 0.045) and a degree-2 Taylor step of m^-1/2 at 1 leaves
        < 3e-5. (Scaling r0 up and y back down lost precision: XLA moves the
        constant factor onto the later product's small operand.)
-    Cost (ABY3, one decode row of 576, 3 processes): 41 send actions; with SPU's rsqrt
-    (the earlier version) a decode layer's two norms cost 112 more.
+    Cost (ABY3, 3 processes): one decode row of 576, 33 send actions; with SPU's rsqrt
+    (the earlier version) a decode layer's two norms cost 112 more. 32 rows: 0.23 s.
 
     Error bound, relative to the row's max |output|: 1e-4 for rms(x) in [0.1, 2000],
     1e-3 for rms(x) in [0.01, 0.1) (input encoding dominates); needs
@@ -223,32 +237,39 @@ def rms_norm(x: jax.Array, weight: jax.Array, eps: float) -> jax.Array:
         raise InvalidInput("rms_norm eps must be >= 0")
     d = x.shape[-1]
     compared, table, n_narrow = _rms_buckets(eps, d)
-    # Two products: one over a stacked (..., D, 2) right operand is a strided view, which
-    # SPU multiplies element by element (a 32-token prefill layer: 9.7 s against 1.5 s).
-    sums = jnp.concatenate([_row_dot(x, x), _row_dot(x * (1.0 / _RMS_WIDE), x)], axis=-1)  # (..., 2)
-    means = _mul_public(sums, 1.0 / d)  # (..., 2) secret: mean, mean / 64
+    # Both sums in one product op; compared against d * threshold (no division by d).
+    pair = jnp.stack([x, x * (1.0 / _RMS_WIDE)], axis=-2)  # (..., 2, D) secret
+    sums = _row_dot(pair, x)  # (..., 2) secret: sum x^2, sum x^2 / 64
     values = jnp.concatenate(
-        [jnp.broadcast_to(means[..., :1] + eps, means.shape[:-1] + (n_narrow,)),
-         jnp.broadcast_to(means[..., 1:], means.shape[:-1] + (compared.size - n_narrow,))], axis=-1)  # (..., n) secret
+        [jnp.broadcast_to(sums[..., :1] + eps * d, sums.shape[:-1] + (n_narrow,)),
+         jnp.broadcast_to(sums[..., 1:], sums.shape[:-1] + (compared.size - n_narrow,))], axis=-1)  # (..., n) secret
+    compared = compared * d  # (n,) public, on the sums
     bits = values >= jnp.asarray(compared, x.dtype)  # (..., n) secret bool: u >= threshold
     # The narrow mean wraps for large rows: above the first wide threshold, all narrow bits are 1.
     bits = jnp.concatenate([bits[..., :n_narrow] | bits[..., n_narrow:n_narrow + 1], bits[..., n_narrow:]], axis=-1)
     onehot = _bucket_onehot(bits).astype(x.dtype)  # (..., n + 1) secret 0/1: u's bucket
     scale = onehot @ jnp.asarray(table, x.dtype)  # (..., 2) secret: [r0, eps r0^2 d]
     y = x * scale[..., :1]  # (..., D) secret, rms 2^(+-1/32) (+ r0's rounding)
-    m = _mul_public(_row_dot(y, y) + scale[..., 1:], 1.0 / d)  # (..., 1): r0^2 u, |m - 1| < 0.045
+    m = _mul_public(_row_dot(y[..., None, :], y) + scale[..., 1:], 1.0 / d)  # (..., 1): r0^2 u, |m - 1| < 0.045
     dev = m - 1.0
     correction = 1.0 + dev * (dev * 0.375 - 0.5)  # m^-1/2 to O(dev^3): below 3e-5
     return y * correction * weight
 
 
 def _row_dot(a: jax.Array, b: jax.Array) -> jax.Array:
-    """sum(a * b, -1, keepdims=True) for a, b (..., D) as one product (a single truncation).
+    """sum(a * b[..., None, :], -1) for a (..., n, D), b (..., D) -> (..., n).
 
-    Through ``matmul``'s block-diagonal form: an einsum over T rows ran as T separate
-    SPU dots (a 32-token prefill layer spent 335 send actions in its four).
+    One row of b (decode): one (n, D) @ (D, 1) dot, a single truncation. Several rows
+    (prefill): an elementwise product and a local sum, one truncation per element
+    (the sum is off by at most D ulps, 2.2e-3 at D = 576). Row dots through
+    ``matmul``'s block-diagonal form cost a 32-token prefill 0.53 s per norm against
+    0.24 s (building the (T, T*D) block matrix dominated), and an einsum runs as T
+    separate SPU dots (335 send actions in a layer's four).
     """
-    return matmul(a[..., None, :], b[..., :, None])[..., 0]  # (..., 1)
+    lead, (n, d) = b.shape[:-1], a.shape[-2:]
+    if math.prod(lead) > 1:
+        return jnp.sum(a * b[..., None, :], axis=-1)  # (..., n)
+    return (a.reshape(n, d) @ b.reshape(d, 1)).reshape(lead + (n,))  # (..., n)
 
 
 def _mul_public(v: jax.Array, c: float | tuple[float, ...]) -> jax.Array:
