@@ -210,22 +210,13 @@ def head_program(config: dict) -> NodeProgram:
 
 
 def stack_program(config: dict, key: str) -> NodeProgram:
-    """Load-time program: ``w:stack.<key> = stack(w:layers.<i>.<key> for every layer)``."""
-    from ..secure.engine import stack_spec
+    """Load-time program: ``w:stack.<key>`` from every layer's ``w:layers.<i>.<member>``
+    (members: the key itself, or its ``secure.engine.FUSED_KEYS`` group)."""
+    from ..secure.engine import FUSED_KEYS, stack_spec
 
     cfg = _llama_config(config)
-    per_layer = [f"layers.{i}.{key}" for i in range(cfg.n_layers)]
+    per_layer = [f"layers.{i}.{m}" for m in FUSED_KEYS.get(key, (key,)) for i in range(cfg.n_layers)]
     return _from_spec(f"llama.stack.{key}", stack_spec(cfg, key), cfg, weights=per_layer, weight_outputs=True)
-
-
-def fuse_program(config: dict, fused: str) -> NodeProgram:
-    """Load-time program: ``w:stack.<fused> = concat(w:stack.<member> ...)`` (see
-    ``secure.engine.FUSED_KEYS``)."""
-    from ..secure.engine import FUSED_KEYS, fuse_spec, stacked_name
-
-    cfg = _llama_config(config)
-    members = [stacked_name(m) for m in FUSED_KEYS[fused]]
-    return _from_spec(f"llama.fuse.{fused}", fuse_spec(cfg, fused), cfg, weights=members, weight_outputs=True)
 
 
 def _verify_builder(specs, config: dict, params: dict) -> NodeProgram:

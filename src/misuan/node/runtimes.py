@@ -120,28 +120,25 @@ class ModelRuntimes:
         try:
             link_s = self.sessions.link(rt.session, addresses, self._runtime_options())
             t0 = time.perf_counter()
-            items = []
-            for tensor, _shape in self.registry.tensor_specs(name, version):
-                key, aad = self.registry.store_key(name, version, tensor)
-                items.append({"name": P.weight_var(tensor), "key": key, "aad": aad})
-            self.sessions.call(
-                rt.session,
-                {"op": "load_vars", "store_root": str(self.registry.store.root), "key_file": str(self.cfg.storage_key_file), "items": items},
-                timeout=3600,
-            )
             config = self.registry.config(name, version)
+            tensors = [tensor for tensor, _shape in self.registry.tensor_specs(name, version)]
+            n_tensors = len(tensors)
             if P.is_stacked(config):
-                # per-layer weights -> (L, ...) stacks, one key at a time (peak: one key
-                # twice), then fused groups (peak: one group twice) before the head copy
-                from ..secure.engine import FUSED_KEYS, layer_keys, stacked_name
+                # one resident stack at a time, largest first: load its per-layer
+                # tensors, stack them, drop them (peak: the stacks so far + one group
+                # twice, instead of the whole model + one group)
+                from ..secure.engine import load_groups
 
-                for key in layer_keys(P._llama_config(config)):
+                n_layers = int(config["n_layers"])
+                stacked = set()
+                for key, members in load_groups(P._llama_config(config)):
+                    per_layer = [f"layers.{i}.{m}" for m in members for i in range(n_layers)]
+                    self._load_tensors(rt, name, version, per_layer)
                     self._run_load_program(rt, P.stack_program(config, key))
-                    per_layer = [P.weight_var(f"layers.{i}.{key}") for i in range(int(config["n_layers"]))]
-                    self.sessions.call(rt.session, {"op": "del_var", "names": per_layer})
-                for fused, members in FUSED_KEYS.items():
-                    self._run_load_program(rt, P.fuse_program(config, fused))
-                    self.sessions.call(rt.session, {"op": "del_var", "names": [P.weight_var(stacked_name(m)) for m in members]})
+                    self.sessions.call(rt.session, {"op": "del_var", "names": [P.weight_var(t) for t in per_layer]})
+                    stacked.update(per_layer)
+                tensors = [t for t in tensors if t not in stacked]
+            self._load_tensors(rt, name, version, tensors)
             if config.get("tie_embeddings") and config.get("kind", "llama") == "llama":
                 # the output head, pre-transposed once here (see secure.engine.head_spec)
                 self._run_load_program(rt, P.head_program(config))
@@ -155,9 +152,21 @@ class ModelRuntimes:
         rt.state = "ready"
         self.audit.append(
             "model.runtime.load", asset=f"{name}@{version}", requester=principal,
-            detail={"runtime": rid, "tensors": len(items), "seconds": round(rt.load_seconds, 2)},
+            detail={"runtime": rid, "tensors": n_tensors, "seconds": round(rt.load_seconds, 2)},
         )
-        return {"link_seconds": link_s, "load_seconds": rt.load_seconds, "tensors": len(items)}
+        return {"link_seconds": link_s, "load_seconds": rt.load_seconds, "tensors": n_tensors}
+
+    def _load_tensors(self, rt: Runtime, name: str, version: int, tensors: list[str]) -> None:
+        """Load stored shares of ``tensors`` into the runtime straight from the node's store."""
+        items = []
+        for tensor in tensors:
+            key, aad = self.registry.store_key(name, version, tensor)
+            items.append({"name": P.weight_var(tensor), "key": key, "aad": aad})
+        self.sessions.call(
+            rt.session,
+            {"op": "load_vars", "store_root": str(self.registry.store.root), "key_file": str(self.cfg.storage_key_file), "items": items},
+            timeout=3600,
+        )
 
     def _run_load_program(self, rt: Runtime, prog: P.NodeProgram) -> None:
         """A load-time program: weights in, weights out, no request inputs."""

@@ -16,8 +16,8 @@ Layout that hides the prompt length inside its shape bucket:
   at slot ``S - 1``, a static index — no secret or public dynamic index.
 
 Per-layer weights are resident as ``(L, ...)`` stacks (``stack.<key>``, built
-once at load by :func:`stack_spec`; q|k|v and gate|up concatenated by
-:func:`fuse_spec`, see ``FUSED_KEYS``). Matrices are resident transposed,
+once at load by :func:`stack_spec`, q|k|v and gate|up concatenated, see
+``FUSED_KEYS``). Matrices are resident transposed,
 ``W.T (N, K)`` (:func:`resident_transposed`), so that products put them on SPU's
 left (``secure.ops.linear``). The programs loop over layers with
 ``fori_loop`` (a public counter: slicing a stack is local). SPU re-parses a
@@ -33,6 +33,7 @@ nodes cannot even tell which one runs.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -133,26 +134,38 @@ def resident_shapes(cfg: LlamaConfig) -> dict[str, tuple[int, ...]]:
     return shapes
 
 
+def load_groups(cfg: LlamaConfig) -> list[tuple[str, tuple[str, ...]]]:
+    """(resident key, per-layer member keys) of every resident stack, largest first:
+    the node loads and stacks one group at a time, so its peak memory is the stacks
+    built so far plus one group twice (gate|up, the largest, comes first)."""
+    shapes = weight_shapes(cfg)
+    groups = [(key, FUSED_KEYS.get(key, (key,))) for key in resident_layer_keys(cfg)]
+
+    def size(group):
+        return sum(math.prod(shapes[f"layers.0.{m}"]) for m in group[1])
+
+    return sorted(groups, key=lambda g: -size(g))
+
+
 def stack_spec(cfg: LlamaConfig, key: str) -> ProgramSpec:
-    """Load-time program: the L per-layer tensors of ``key`` -> one ``(L, ...)`` stack
-    (matrices transposed: (L, N, K), written densely by the concatenation)."""
-    transposed = resident_transposed(weight_shapes(cfg)[f"layers.0.{key}"])
+    """Load-time program: the per-layer tensors of a resident key -> one ``(L, ...)``
+    stack. Arguments: every layer's tensor of each member in turn (member-major).
+    Matrices are transposed, (L, N, K); a fused key's members are concatenated along
+    N (``FUSED_KEYS``). One concatenation of views writes the output densely (no
+    per-layer temporaries: inputs + output is the program's whole footprint)."""
+    members = FUSED_KEYS.get(key, (key,))
+    transposed = resident_transposed(weight_shapes(cfg)[f"layers.0.{members[0]}"])
+    n_layers = cfg.n_layers
 
     def stack(*per_layer):
-        if transposed:
-            return (jnp.stack([w.T for w in per_layer]),)  # (L, N, K) secret
-        return (jnp.stack(per_layer),)  # (L, ...) secret
+        by_member = [per_layer[j * n_layers : (j + 1) * n_layers] for j in range(len(members))]
+        if not transposed:
+            return (jnp.stack(by_member[0]),)  # (L, ...) secret
+        pieces = [m[i].T for i in range(n_layers) for m in by_member]  # views (N_m, K), layer-major
+        flat = jnp.concatenate(pieces, axis=0)  # (L * sum N_m, K) secret, dense
+        return (flat.reshape(n_layers, -1, flat.shape[-1]),)  # (L, sum N_m, K)
 
     return ProgramSpec(stack, (), (stacked_name(key),), ())
-
-
-def fuse_spec(cfg: LlamaConfig, fused: str) -> ProgramSpec:
-    """Load-time program: member stacks (L, n_i, D) -> ``stack.<fused>`` (L, sum n_i, D)."""
-
-    def fuse(*stacks):
-        return (jnp.concatenate(stacks, axis=1),)  # (L, sum n_i, D) secret
-
-    return ProgramSpec(fuse, (), (stacked_name(fused),), ())
 
 
 def _forward_stacked(ops: LlamaOps, cfg: LlamaConfig, w: dict, x, cos, sin, mask, cache: KVCache, pos: int):
