@@ -57,8 +57,9 @@ def main(argv: list[str] | None = None) -> None:
     set_pdeathsig()
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the kernel reaps workers
     ctl = socket.socket(fileno=args.fd)
-    from .worker import preload
+    from .worker import fix_mmap_threshold, preload
 
+    fix_mmap_threshold()  # before anything big is allocated; workers inherit it
     preload()
     _ipc.send_msg(ctl, {"ok": True, "ready": True, "pid": os.getpid()})
     while True:
