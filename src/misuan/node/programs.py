@@ -212,11 +212,10 @@ def head_program(config: dict) -> NodeProgram:
 def stack_program(config: dict, key: str) -> NodeProgram:
     """Load-time program: ``w:stack.<key>`` from every layer's ``w:layers.<i>.<member>``
     (members: the key itself, or its ``secure.engine.FUSED_KEYS`` group)."""
-    from ..secure.engine import FUSED_KEYS, stack_spec
+    from ..secure.engine import stack_inputs, stack_spec
 
     cfg = _llama_config(config)
-    per_layer = [f"layers.{i}.{m}" for m in FUSED_KEYS.get(key, (key,)) for i in range(cfg.n_layers)]
-    return _from_spec(f"llama.stack.{key}", stack_spec(cfg, key), cfg, weights=per_layer, weight_outputs=True)
+    return _from_spec(f"llama.stack.{key}", stack_spec(cfg, key), cfg, weights=stack_inputs(cfg, key), weight_outputs=True)
 
 
 def _verify_builder(specs, config: dict, params: dict) -> NodeProgram:

@@ -125,14 +125,13 @@ class ModelRuntimes:
             n_tensors = len(tensors)
             if P.is_stacked(config):
                 # one resident stack at a time, largest first: load its per-layer
-                # tensors, stack them, drop them (peak: the stacks so far + one group
-                # twice, instead of the whole model + one group)
-                from ..secure.engine import load_groups
+                # tensors, stack them, drop them
+                from ..secure.engine import load_groups, stack_inputs
 
-                n_layers = int(config["n_layers"])
+                cfg = P._llama_config(config)
                 stacked = set()
-                for key, members in load_groups(P._llama_config(config)):
-                    per_layer = [f"layers.{i}.{m}" for m in members for i in range(n_layers)]
+                for key, _members in load_groups(cfg):
+                    per_layer = stack_inputs(cfg, key)
                     self._load_tensors(rt, name, version, per_layer)
                     self._run_load_program(rt, P.stack_program(config, key))
                     self.sessions.call(rt.session, {"op": "del_var", "names": [P.weight_var(t) for t in per_layer]})

@@ -125,7 +125,7 @@ def estrin(z: jax.Array, coeffs: Sequence[float]) -> jax.Array:
     table = np.zeros((size, n_blocks), np.float32)
     for k, c in enumerate(coeffs):
         table[k % size, k // size] = c
-    blocks = basis[..., : min(size, n)] @ jnp.asarray(table[: min(size, n)])  # (..., n_blocks) secret, one truncation
+    blocks = basis @ jnp.asarray(table[: basis.shape[-1]])  # (..., n_blocks) secret, one truncation
     acc = blocks[..., -1]
     for j in range(n_blocks - 2, -1, -1):
         acc = acc * powers[size - 1] + blocks[..., j]
