@@ -78,3 +78,21 @@ def test_not_toml(tmp_path):
     p.write_text("this is = = not toml")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_cluster(p)
+
+
+def test_compute_threads_auto_shares_the_host_among_its_parties(cdir):
+    node = load_node(cdir / "node0" / "node.toml")
+    assert node.compute_threads == 0  # auto
+    # three parties on one loopback host: SPU's 4 threads each would oversubscribe
+    assert node.compute_threads_or_auto(cpu_count=2) == 1
+    assert node.compute_threads_or_auto(cpu_count=6) == 2
+    assert node.compute_threads_or_auto(cpu_count=64) == 4  # never above SPU's own 4
+
+
+def test_compute_threads_explicit_and_invalid(cdir):
+    path = cdir / "node0" / "node.toml"
+    _rewrite(path, lambda d: d["node"].update(compute_threads=3))
+    assert load_node(path).compute_threads_or_auto(cpu_count=2) == 3
+    _rewrite(path, lambda d: d["node"].update(compute_threads=-1))
+    with pytest.raises(ConfigError, match="compute_threads"):
+        load_node(path)

@@ -43,3 +43,20 @@ def test_fixed_mmap_threshold_keeps_big_temporaries_out_of_the_heap():
     heap (and its pages stay resident); with the worker's fixed 1 MB threshold it is mmapped."""
     assert not _mmapped_after_a_big_free("default")
     assert _mmapped_after_a_big_free("fixed")
+
+
+def test_session_workers_get_the_compute_thread_limit(tmp_path):
+    """libgomp reads OMP_THREAD_LIMIT when libspu loads: the zygote must start with it,
+    and the workers it forks inherit it."""
+    from misuan.node.sessions import Zygote
+
+    zygote = Zygote(tmp_path / "logs", compute_threads=1)
+    try:
+        worker = zygote.spawn()
+        try:
+            environ = open(f"/proc/{worker.pid}/environ", "rb").read().split(b"\0")
+        finally:
+            worker.kill()
+    finally:
+        zygote.close()
+    assert b"OMP_THREAD_LIMIT=1" in environ

@@ -133,8 +133,11 @@ def _await_ready(sock: socket.socket, cleanup, what: str) -> None:
 class Zygote:
     """The node's worker factory process (see :mod:`.zygote`). Restarted if it dies."""
 
-    def __init__(self, log_dir: Path):
+    def __init__(self, log_dir: Path, compute_threads: int = 1):
         self.log_dir = log_dir
+        #: OpenMP thread limit of the zygote and its workers (read by libgomp when
+        #: libspu loads, so it must be in the environment the zygote starts with)
+        self.compute_threads = compute_threads
         self._lock = threading.Lock()
         self._proc: subprocess.Popen | None = None
         self._sock: socket.socket | None = None
@@ -150,7 +153,7 @@ class Zygote:
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=out,
-                env={**os.environ, "JAX_PLATFORMS": "cpu"},
+                env={**os.environ, "JAX_PLATFORMS": "cpu", "OMP_THREAD_LIMIT": str(self.compute_threads)},
             )
         finally:
             child.close()
@@ -233,7 +236,7 @@ class SessionManager:
         self._sessions: dict[str, Session] = {}
         self._extra_ports: set[int] = set()
         self._lock = threading.Lock()
-        self.zygote = Zygote(cfg.state_dir / "logs")
+        self.zygote = Zygote(cfg.state_dir / "logs", cfg.compute_threads_or_auto())
         self._stop = threading.Event()
         self._reaper = threading.Thread(target=self._reap_loop, daemon=True, name="session-reaper")
 
