@@ -115,7 +115,7 @@ def main() -> None:
     ap.add_argument("--prompts", type=int, default=20)
     ap.add_argument("--new-tokens", type=int, default=16)
     ap.add_argument("--agree-tokens", type=int, default=8)
-    ap.add_argument("--baseline-steps", type=int, default=1, help="PUMA steps to time (each a full forward)")
+    ap.add_argument("--baseline-steps", type=int, default=2, help="PUMA steps to time (each a full forward); the median is reported")
     ap.add_argument("--skip-baseline", action="store_true")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "secure_generation.json"))
     args = ap.parse_args()

@@ -224,3 +224,16 @@ def test_reciprocal_in_range_covers_the_softmax_denominator():
     ref = 1.0 / t[:-1].astype(f64)
     assert np.all(np.abs(y[:-1] - ref) <= 2.0**-17 + 1e-6 * ref)
     assert np.isfinite(y[-1]).all() and abs(float(y[-1, 0])) <= 4
+
+
+def test_reciprocal_in_range_for_few_rows():
+    """Few rows (decode): finer buckets, one Newton step. Bound: 2^-17 + 3e-5 / t."""
+    assert ops._RECIP_FINE_MAX_ROWS == 64
+    t = np.concatenate([np.linspace(1.0, 1.1, 20), np.logspace(0, np.log10(128), 43), [0.0]])
+    t = t.astype(np.float32).reshape(-1, 1)  # 64 rows: the fine path
+    y = simulate(lambda a: ops.reciprocal_in_range(a, 128), t)
+    ref = 1.0 / t[:-1].astype(f64)
+    err = np.abs(y[:-1] - ref)
+    assert np.all(err <= 2.0**-17 + 3e-5 * ref)
+    assert err.max() > 2.0**-17 + 1e-6  # the single Newton step is visible: this is the fine path
+    assert np.isfinite(y[-1]).all() and abs(float(y[-1, 0])) <= 4

@@ -175,20 +175,30 @@ def stack_spec(cfg: LlamaConfig, key: str) -> ProgramSpec:
 
 
 def _forward_stacked(ops: LlamaOps, cfg: LlamaConfig, w: dict, x, cos, sin, mask, cache: KVCache, pos: int):
-    """All blocks as one ``fori_loop`` over the stacks + final norm; x (T, D) -> (h, cache)."""
+    """All blocks as one ``fori_loop`` over the stacks + final norm; x (T, D) -> (h, cache).
+
+    The loop carries only the new cache rows (L, KV, T, hd) and writes them into the
+    (L, KV, S, hd) cache once after it: updating the whole stacked cache inside the
+    loop copies all of it in every layer (decode, S = 64: 0.2-0.4 s per step in
+    copies alone; the row carry 0.05 s, 3 processes on 2 cores).
+    """
     stacks = {k: w[stacked_name(k)] for k in resident_layer_keys(cfg)}
+    t = x.shape[0]
 
     def body(i, carry):
-        x, k, v = carry
+        x, k_rows, v_rows = carry
         lp = {key: jax.lax.dynamic_index_in_dim(s, i, keepdims=False) for key, s in stacks.items()}
-        k_l = jax.lax.dynamic_index_in_dim(k, i, keepdims=True)  # (1, KV, S, hd)
-        v_l = jax.lax.dynamic_index_in_dim(v, i, keepdims=True)  # (1, KV, S, hd)
+        k_l = jax.lax.dynamic_index_in_dim(cache.k, i, keepdims=True)  # (1, KV, S, hd)
+        v_l = jax.lax.dynamic_index_in_dim(cache.v, i, keepdims=True)  # (1, KV, S, hd)
         x, c = block(ops, cfg, lp, x, cos, sin, mask, KVCache(k_l, v_l), 0, pos)
-        k = jax.lax.dynamic_update_index_in_dim(k, c.k[0], i, 0)  # (L, KV, S, hd)
-        v = jax.lax.dynamic_update_index_in_dim(v, c.v[0], i, 0)  # (L, KV, S, hd)
-        return x, k, v
+        k_rows = jax.lax.dynamic_update_index_in_dim(k_rows, c.k[0, :, pos : pos + t], i, 0)  # (L, KV, T, hd)
+        v_rows = jax.lax.dynamic_update_index_in_dim(v_rows, c.v[0, :, pos : pos + t], i, 0)  # (L, KV, T, hd)
+        return x, k_rows, v_rows
 
-    x, k, v = jax.lax.fori_loop(0, cfg.n_layers, body, (x, cache.k, cache.v))
+    rows = jnp.zeros(cache.k.shape[:2] + (t,) + cache.k.shape[3:], x.dtype)  # (L, KV, T, hd)
+    x, k_rows, v_rows = jax.lax.fori_loop(0, cfg.n_layers, body, (x, rows, rows))
+    k = cache.k.at[:, :, pos : pos + t].set(k_rows)  # (L, KV, S, hd)
+    v = cache.v.at[:, :, pos : pos + t].set(v_rows)  # (L, KV, S, hd)
     return ops.rms_norm(x, w["norm"], cfg.norm_eps), KVCache(k, v)
 
 

@@ -153,30 +153,39 @@ def _pairwise_max(m: jax.Array) -> jax.Array:
     return jnp.sum(jnp.where(wins, m, 0.0), axis=-1, keepdims=True)  # (..., 1)
 
 
-# reciprocal_in_range: buckets per octave of t (the start value is within 2.2% of 1/t).
+# reciprocal_in_range: buckets per octave of t and Newton steps. Many rows (prefill):
+# 16 buckets per octave (start within 2.2% of 1/t) and two Newton steps. Few rows
+# (decode): 64 per octave (start within 0.55%) and one step: 2 sequential products
+# (4 send actions under ABY3) fewer per call, for 4x the compared elements (cheap for a
+# few rows, 0.19 s per prefill layer at 288 rows).
 _RECIP_STEPS_PER_OCTAVE: int = 16
+_RECIP_FINE_STEPS_PER_OCTAVE: int = 64
+_RECIP_FINE_MAX_ROWS: int = 64
 
 
 def reciprocal_in_range(t: jax.Array, hi: float) -> jax.Array:
     """1/t for secret t in [1, hi] (public hi), in ~a third of the rounds of SPU's reciprocal.
 
     SPU's reciprocal normalises t with a 64-bit bit decomposition (~51 send actions
-    under ABY3). With a known range one comparison op against 2^(j/16) up to
+    under ABY3). With a known range one comparison op against 2^(j/m) up to
     2^K (K = ceil(log2 hi)) finds t's bucket [a, b) as a one-hot; y0 = 2 / (a + b)
-    is a public dot with it (|1 - t y0| <= 0.022), and two Newton steps
-    y (2 - t y) square that error down to 2.2e-7 (20 send actions in all against 50 for
-    SPU's 1/t, measured with one value, 3 processes).
+    is a public dot with it (|1 - t y0| <= (2^(1/m) - 1) / (2^(1/m) + 1)), and Newton
+    steps y (2 - t y) square that error: m = 16 and two steps (2.2e-7) for many rows,
+    m = 64 and one step (2.9e-5) for at most ``_RECIP_FINE_MAX_ROWS`` rows (decode:
+    ~12 send actions in all against 50 for SPU's 1/t).
 
-    Error bound: |y - 1/t| <= 2^-17 + 1e-6 / t for t in [1, hi] (the 2^-18 grid
-    dominates). t below 1 (e.g. exactly 0 on an empty softmax row) gives a finite
-    meaningless value, at most 4.
+    Error bound: |y - 1/t| <= 2^-17 + 1e-6 / t for t in [1, hi] with many rows,
+    2^-17 + 3e-5 / t with few (the 2^-18 grid dominates the first). t below 1 (e.g.
+    exactly 0 on an empty softmax row) gives a finite meaningless value, at most 4.
     """
+    fine = t.size <= _RECIP_FINE_MAX_ROWS
+    steps = _RECIP_FINE_STEPS_PER_OCTAVE if fine else _RECIP_STEPS_PER_OCTAVE
     k = max(1, math.ceil(math.log2(max(hi, 2.0))))
-    edges = 2.0 ** (np.arange(k * _RECIP_STEPS_PER_OCTAVE + 1) / _RECIP_STEPS_PER_OCTAVE)  # 1 .. 2^K
+    edges = 2.0 ** (np.arange(k * steps + 1) / steps)  # 1 .. 2^K
     bits = t >= jnp.asarray(edges[1:-1], t.dtype)  # (..., n - 1) secret bool: one comparison op
     start = 2.0 / (edges[:-1] + edges[1:])  # (n,) public: 2 / (a + b) per bucket
     y = _bucket_onehot(bits).astype(t.dtype) @ jnp.asarray(start[:, None], t.dtype)  # (..., 1)
-    for _ in range(2):
+    for _ in range(1 if fine else 2):
         y = y * (2.0 - t * y)  # Newton: error e -> e^2
     return y
 
