@@ -78,3 +78,16 @@ def test_other_principal_cannot_see_a_session(api, tmp_path_factory):
     r = api.delete("/v1/sessions/privsess01", headers={"Authorization": f"Bearer {bob}"})
     assert r.status_code == 404
     assert api.delete("/v1/sessions/privsess01").status_code == 200
+
+
+def test_full_disk_is_a_clear_one_line_error(api):
+    """A full disk (e.g. while a model uploads) is answered as 507 with one line, no paths."""
+    import errno
+
+    def fill(_req=None):
+        raise OSError(errno.ENOSPC, "No space left on device", "/secret/state/dir/file")
+
+    api.app.add_api_route("/v1/test-disk-full", fill, methods=["GET"])
+    r = api.get("/v1/test-disk-full")
+    assert r.status_code == 507
+    assert r.json() == {"error": "NodeError", "message": "no space left on the node's disk"}

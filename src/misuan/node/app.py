@@ -3,6 +3,7 @@ and delegates to :class:`~misuan.node.service.NodeService`."""
 
 from __future__ import annotations
 
+import errno
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI, Header, Request
@@ -39,6 +40,14 @@ def create_app(service: NodeService) -> FastAPI:
     async def _misuan_error(_req: Request, exc: MisuanError):
         headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, AuthError) else None
         return _error(exc.http_status, type(exc).__name__, str(exc), headers, getattr(exc, "peer", None))
+
+    @app.exception_handler(OSError)
+    async def _os_error(_req: Request, exc: OSError):
+        # The node's own storage failed (e.g. a full disk while a model uploads):
+        # say so in one line, without paths; the request's partial files are gone.
+        if exc.errno == errno.ENOSPC:
+            return _error(507, "NodeError", "no space left on the node's disk")
+        return _error(500, "NodeError", f"node storage error: {exc.strerror or type(exc).__name__}")
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_req: Request, exc: RequestValidationError):
