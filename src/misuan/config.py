@@ -176,7 +176,7 @@ class NodeConfig:
         cores = cpu_count or os.cpu_count() or 1
         here = self.party.link_host
         local = sum(1 for p in self.cluster.parties if p.link_host == here)
-        return max(1, min(4, cores // max(1, local)))
+        return max(1, min(4, cores // local))  # local >= 1: this node itself
 
 
 # ---------------------------------------------------------------- loading

@@ -84,7 +84,7 @@ def test_full_disk_is_a_clear_one_line_error(api):
     """A full disk (e.g. while a model uploads) is answered as 507 with one line, no paths."""
     import errno
 
-    def fill(_req=None):
+    def fill():
         raise OSError(errno.ENOSPC, "No space left on device", "/secret/state/dir/file")
 
     api.app.add_api_route("/v1/test-disk-full", fill, methods=["GET"])

@@ -43,11 +43,11 @@ def create_app(service: NodeService) -> FastAPI:
 
     @app.exception_handler(OSError)
     async def _os_error(_req: Request, exc: OSError):
-        # The node's own storage failed (e.g. a full disk while a model uploads):
-        # say so in one line, without paths; the request's partial files are gone.
+        # The node's own I/O failed (e.g. a full disk while a model uploads): say so
+        # in one line, without paths; the request's partial files are gone.
         if exc.errno == errno.ENOSPC:
             return _error(507, "NodeError", "no space left on the node's disk")
-        return _error(500, "NodeError", f"node storage error: {exc.strerror or type(exc).__name__}")
+        return _error(500, "NodeError", f"node I/O error: {exc.strerror or type(exc).__name__}")
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_req: Request, exc: RequestValidationError):
