@@ -62,3 +62,25 @@ def test_expand_rejects_wrong_sizes():
     frame = b"".join(bytes(q) for q in p)
     with pytest.raises(ValueError):
         _aby3.expand(frame[:-8])
+
+
+def test_prg_range_continues_the_stream():
+    seed = bytes(range(32))
+    whole = _aby3.prg_u64(seed, 1000)
+    for s, t in [(0, 10), (2, 999), (500, 1000), (998, 1000)]:
+        np.testing.assert_array_equal(_aby3.prg_u64_range(seed, s, t), whole[s:t])
+    with pytest.raises(ValueError):
+        _aby3.prg_u64_range(seed, 3, 10)
+
+
+def test_expand_streams_seeds_across_chunks(io, monkeypatch):
+    # small chunks (SPU's are 128 MiB): every seeded part is generated chunk by chunk
+    monkeypatch.setattr(_aby3, "CHUNK", 16 * 1000)
+    x = (np.random.default_rng(2).standard_normal(4321) * 30).astype(np.float32)
+    shares = []
+    for p in _aby3.CompressedSharer(18).parts(x):
+        s = libspu.Share()
+        s.meta, s.share_chunks = _aby3.expand(b"".join(bytes(q) for q in p))
+        assert len(s.share_chunks) == 5
+        shares.append(s)
+    np.testing.assert_allclose(io.reconstruct(shares), x, atol=2 ** -17)

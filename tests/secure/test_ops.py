@@ -66,6 +66,22 @@ def test_softmax_secret_mask_right_aligned_prompt():
     assert np.all(p[:, mask == 0] == 0.0)
 
 
+def test_softmax_biased_masks_large_scores_exactly():
+    """The engine adds mask_bias(mask) (computed once) instead of multiplying by the mask:
+    masked entries far above the allowed ones (|scores| up to 4900) still get exactly 0."""
+    s = 32
+    scores = RNG.uniform(-4900, -4800, (3, 2, s)).astype(np.float32)
+    mask = np.zeros((2, s), np.float32)
+    mask[0, 10:] = 1.0
+    mask[1, :] = 1.0
+    scores[..., :10] = 4900.0  # masked in row 0, the largest entries in row 1
+    p = simulate(lambda sc, m: ops.softmax_biased(sc, ops.mask_bias(m)), scores, mask)  # mask secret
+    ref = plain.softmax(scores.astype(f64), mask.astype(f64))
+    assert np.abs(p - ref).max() < 2e-4
+    assert np.all(p[:, 0, :10] == 0.0)
+    np.testing.assert_allclose(p.sum(-1), 1.0, atol=5e-4)
+
+
 def test_softmax_where_minus_1e4_trap_is_real():
     """The recipe this module replaces: where(mask, s, -1e4) + softmax is wrong under SPU."""
     t = 16

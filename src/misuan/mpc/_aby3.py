@@ -27,6 +27,7 @@ tensor). The node expands the frame into SPU's format when it loads it.
 
 from __future__ import annotations
 
+import functools
 import os
 import struct
 
@@ -84,6 +85,16 @@ def prg_u64(seed: bytes, n: int, out: bytearray | None = None) -> np.ndarray:
     return np.frombuffer(memoryview(out)[: 8 * n], dtype=np.uint64)
 
 
+def prg_u64_range(seed: bytes, start: int, stop: int) -> np.ndarray:
+    """``prg_u64(seed, stop)[start:stop]`` without the first ``start`` values (start even:
+    two uint64 per AES block, so the CTR counter starts at block start / 2)."""
+    if start % 2:
+        raise ValueError("prg_u64_range needs an even start")
+    iv = (start // 2).to_bytes(16, "big")
+    enc = Cipher(algorithms.AES(seed), modes.CTR(iv)).encryptor()
+    return np.frombuffer(enc.update(bytes(8 * (stop - start))), dtype=np.uint64)
+
+
 COMPRESSED = b"MSC1"
 SEED, DATA = 1, 2
 
@@ -107,26 +118,30 @@ def expand(frame: bytes | memoryview) -> tuple[bytes, list[bytes]]:
     n = 1
     for d in dims:
         n *= d
-    arrays = []
+    # each part as a function (start, stop) -> its uint64 values there: a seed's stream is
+    # generated one chunk at a time (a whole one for SmolLM2's embedding is 226 MB)
+    parts = []
     for kind in kinds:
         if kind == SEED:
-            arrays.append(prg_u64(bytes(view[pos : pos + 32]), n))
+            parts.append(functools.partial(prg_u64_range, bytes(view[pos : pos + 32])))
             pos += 32
         elif kind == DATA:
-            arrays.append(np.frombuffer(view[pos : pos + 8 * n], dtype=np.uint64))
+            data = np.frombuffer(view[pos : pos + 8 * n], dtype=np.uint64)
+            parts.append(lambda s, t, data=data: data[s:t])
             pos += 8 * n
         else:
             raise ValueError("bad part kind")
-    if pos != len(view) or any(a.size != n for a in arrays):
+    if pos != len(view) or len(parts) != 2:
         raise ValueError("compressed frame has the wrong size")
     chunks = []
     for head, s, t in _layout(n):
         msg = bytearray(len(head) + 16 * (t - s))
         msg[: len(head)] = head
         pairs = np.frombuffer(msg, dtype=np.uint64, count=2 * (t - s), offset=len(head)).reshape(t - s, 2)
-        pairs[:, 0] = arrays[0][s:t]
-        pairs[:, 1] = arrays[1][s:t]
+        pairs[:, 0] = parts[0](s, t)
+        pairs[:, 1] = parts[1](s, t)
         chunks.append(bytes(msg))
+        del pairs, msg
     return meta, chunks
 
 

@@ -123,24 +123,28 @@ class ModelRuntimes:
             config = self.registry.config(name, version)
             tensors = [tensor for tensor, _shape in self.registry.tensor_specs(name, version)]
             n_tensors = len(tensors)
+            stacks = []
             if P.is_stacked(config):
-                # one resident stack at a time, largest first: load its per-layer
-                # tensors, stack them, drop them
                 from ..secure.engine import load_groups, stack_inputs
 
                 cfg = P._llama_config(config)
-                stacked = set()
-                for key, _members in load_groups(cfg):
-                    per_layer = stack_inputs(cfg, key)
-                    self._load_tensors(rt, name, version, per_layer)
-                    self._run_load_program(rt, P.stack_program(config, key))
-                    self.sessions.call(rt.session, {"op": "del_var", "names": [P.weight_var(t) for t in per_layer]})
-                    stacked.update(per_layer)
+                stacks = [(key, stack_inputs(cfg, key)) for key, _members in load_groups(cfg)]
+                stacked = {t for _key, per_layer in stacks for t in per_layer}
                 tensors = [t for t in tensors if t not in stacked]
+            # Unstacked tensors (the embedding) and the output head first, while little
+            # else is resident: expanding a stored share briefly takes ~3x its size
+            # (SmolLM2's embedding: ~1.4 GB), which on top of all the stacks was the
+            # load peak (2.9-3.3 GB PSS per node).
             self._load_tensors(rt, name, version, tensors)
             if config.get("tie_embeddings") and config.get("kind", "llama") == "llama":
                 # the output head, pre-transposed once here (see secure.engine.head_spec)
                 self._run_load_program(rt, P.head_program(config))
+            # then one resident stack at a time, largest first: load its per-layer
+            # tensors, stack them, drop them
+            for key, per_layer in stacks:
+                self._load_tensors(rt, name, version, per_layer)
+                self._run_load_program(rt, P.stack_program(config, key))
+                self.sessions.call(rt.session, {"op": "del_var", "names": [P.weight_var(t) for t in per_layer]})
         except BaseException:
             with self._lock:
                 if self._rt.get((name, version)) is rt:

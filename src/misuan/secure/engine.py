@@ -33,6 +33,7 @@ nodes cannot even tell which one runs.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -184,6 +185,10 @@ def _forward_stacked(ops: LlamaOps, cfg: LlamaConfig, w: dict, x, cos, sin, mask
     """
     stacks = {k: w[stacked_name(k)] for k in resident_layer_keys(cfg)}
     t = x.shape[0]
+    if ops.softmax is secure_ops.softmax:
+        # the mask as an additive bias, once for all layers (no product per layer)
+        ops = dataclasses.replace(ops, softmax=secure_ops.softmax_biased)
+        mask = secure_ops.mask_bias(mask)  # (T, S) secret: 0 or -MASK_FILL
 
     def body(i, carry):
         x, k_rows, v_rows = carry

@@ -69,8 +69,8 @@ def softmax(scores: jax.Array, mask: jax.Array) -> jax.Array:
 
     scores (..., T, S) secret; mask (T, S) float 0/1 (1 = may attend), public or secret.
 
-    PUMA recipe with a better exp: move masked scores down by MASK_FILL (one product
-    with the mask: local if the mask is public, one secret product per entry if not),
+    PUMA recipe with a better exp: move masked scores down by MASK_FILL (an additive
+    bias, ``mask_bias``: one public-constant product per program, then local),
     subtract the row max (``row_max``, over the row plus one public -MASK_FILL/2 entry,
     so fully masked rows need no special case and no extra comparison), exponentiate
     with ``approx.exp_nonpositive`` (accurate on [-14, 0]), zero everything below the
@@ -87,8 +87,23 @@ def softmax(scores: jax.Array, mask: jax.Array) -> jax.Array:
     2^-17 under CHEETAH (truncation noise). SPU's Taylor exp (the PUMA default) gives
     3e-3..5e-3 on the same inputs.
     """
-    mask = mask.astype(scores.dtype)
-    masked = (scores + MASK_FILL) * mask - MASK_FILL  # (..., T, S) secret: one product
+    return softmax_biased(scores, mask_bias(mask.astype(scores.dtype)))
+
+
+def mask_bias(mask: jax.Array) -> jax.Array:
+    """(T, S) 0/1 mask -> additive bias: 0 where allowed, -MASK_FILL where masked.
+
+    One product with a public constant (1-2 send actions under ABY3 for a secret mask):
+    a program computes it once and every layer adds it (``softmax_biased``) instead of
+    multiplying its scores by a secret mask (3 send actions per layer)."""
+    return (mask - 1.0) * MASK_FILL  # (T, S)
+
+
+def softmax_biased(scores: jax.Array, bias: jax.Array) -> jax.Array:
+    """``softmax`` with the mask given as ``mask_bias(mask)``: masked scores are moved down
+    by MASK_FILL (a local addition), which puts them below the -MASK_FILL / 2 floor for
+    |scores| < 4986. Same error bound as ``softmax``."""
+    masked = scores + bias  # (..., T, S) secret: masked entries < -MASK_FILL / 2 - 14
     floor = jnp.full(masked.shape[:-1] + (1,), -0.5 * MASK_FILL, masked.dtype)  # public
     row_max, keep = _max_and_cutoff(jnp.concatenate([masked, floor], axis=-1), approx.EXP_CUTOFF)
     # row_max (..., T, 1) secret; keep (..., T, S + 1) secret bool: entry > row_max - cutoff
@@ -213,7 +228,7 @@ def silu(x: jax.Array) -> jax.Array:
     c = approx.SILU_CLAMP
     signs = jnp.stack([-x, x - c, -x - c]) < 0  # (3, ...) secret bool: x>0, x<c, x>-c
     relu = jnp.where(signs[0], x, 0.0)
-    t = jnp.where(signs[1] & signs[2], 2.0 * relu - x, c)  # min(|x|, 12)
+    t = jnp.where(signs[1] & signs[2], relu + relu - x, c)  # min(|x|, 12); relu + relu: no product
     return relu - approx.poly_on_interval(t, 0.0, c, approx.SILU_G_COEFFS)
 
 
@@ -229,13 +244,16 @@ def rms_norm(x: jax.Array, weight: jax.Array, eps: float) -> jax.Array:
        octave of u = mean + eps, the upper ones on the wide mean) gives u's bucket as a one-hot
        (XOR of neighbouring bits: local); a public table gives the bucket's scale r0
        (r0^2 u within 2^(+-1/32) of 1) and eps r0^2;
-    3. y = x * r0 has rms ~ 1; m = mean(y^2) + eps r0^2 is formed from the actual y
+    3. y = x * r0 has rms ~ 1; one product op gives y^2 (summed locally: one
+       truncation per element, at most D ulps on a sum of ~D) and y * weight;
+       m = mean(y^2) + eps r0^2 is formed from the actual y
        (so r0's own rounding, up to 1.1% at u = 2^22 where r0 is 131 ulps, only
        widens |m - 1| to < 0.045) and a degree-2 Taylor step of m^-1/2 at 1 leaves
-       < 3e-5. (Scaling r0 up and y back down lost precision: XLA moves the
-       constant factor onto the later product's small operand.)
-    Cost (ABY3, 3 processes): one decode row of 576, 33 send actions; with SPU's rsqrt
-    (the earlier version) a decode layer's two norms cost 112 more. 32 rows: 0.23 s.
+       < 3e-5; the output is (y * weight) * that.  (Scaling r0 up and y back down lost
+       precision: XLA moves the constant factor onto the later product's small operand.)
+    Cost (ABY3, 3 processes): one decode row of 576, 29 send actions (33 with the
+    weight as a separate last product); with SPU's rsqrt (the earlier version) a
+    decode layer's two norms cost 112 more. 32 rows: 0.23 s.
 
     Error bound, relative to the row's max |output|: 1e-4 for rms(x) in [0.1, 2000],
     1e-3 for rms(x) in [0.01, 0.1) (input encoding dominates); needs
@@ -259,10 +277,14 @@ def rms_norm(x: jax.Array, weight: jax.Array, eps: float) -> jax.Array:
     onehot = _bucket_onehot(bits).astype(x.dtype)  # (..., n + 1) secret 0/1: u's bucket
     scale = onehot @ jnp.asarray(table, x.dtype)  # (..., 2) secret: [r0, eps r0^2 d]
     y = x * scale[..., :1]  # (..., D) secret, rms 2^(+-1/32) (+ r0's rounding)
-    m = _mul_public(_row_dot(y[..., None, :], y) + scale[..., 1:], 1.0 / d)  # (..., 1): r0^2 u, |m - 1| < 0.045
+    w = jnp.broadcast_to(weight, y.shape).astype(y.dtype)  # (..., D)
+    both = jnp.stack([y, w], axis=-2) * y[..., None, :]  # (..., 2, D) secret: y^2, y * weight (one product op)
+    y2, yw = both[..., 0, :], both[..., 1, :]
+    m = _mul_public(jnp.sum(y2, axis=-1, keepdims=True) + scale[..., 1:], 1.0 / d)  # (..., 1): r0^2 u, |m - 1| < 0.045
     dev = m - 1.0
-    correction = 1.0 + dev * (dev * 0.375 - 0.5)  # m^-1/2 to O(dev^3): below 3e-5
-    return y * correction * weight
+    powers = jnp.concatenate([dev, dev * dev], axis=-1)  # (..., 2) secret
+    correction = 1.0 + powers @ jnp.asarray([[-0.5], [0.375]], x.dtype)  # (..., 1): m^-1/2 to O(dev^3), below 3e-5
+    return yw * correction
 
 
 def _row_dot(a: jax.Array, b: jax.Array) -> jax.Array:
