@@ -251,9 +251,11 @@ def rms_norm(x: jax.Array, weight: jax.Array, eps: float) -> jax.Array:
        widens |m - 1| to < 0.045) and a degree-2 Taylor step of m^-1/2 at 1 leaves
        < 3e-5; the output is (y * weight) * that.  (Scaling r0 up and y back down lost
        precision: XLA moves the constant factor onto the later product's small operand.)
-    Cost (ABY3, 3 processes): one decode row of 576, 29 send actions (33 with the
-    weight as a separate last product); with SPU's rsqrt (the earlier version) a
-    decode layer's two norms cost 112 more. 32 rows: 0.23 s.
+    Cost (ABY3, 3 processes): one decode row of 576, 31-36 send actions at party 0
+    (SPU's counter varies by +-3 between runs of one program; the weight inside the
+    y^2 product op removed one sequential product, not visible beyond that noise);
+    with SPU's rsqrt (the earlier version) a decode layer's two norms cost 112 more.
+    32 rows: 0.23 s.
 
     Error bound, relative to the row's max |output|: 1e-4 for rms(x) in [0.1, 2000],
     1e-3 for rms(x) in [0.01, 0.1) (input encoding dominates); needs
