@@ -78,9 +78,9 @@ def meta_bytes(shape: tuple[int, ...]) -> bytes:
 
 def prg_u64(seed: bytes, n: int, out: bytearray | None = None) -> np.ndarray:
     """n uint64 from AES-256-CTR(key=seed, iv=0); identical on client and node."""
-    enc = Cipher(algorithms.AES(seed), modes.CTR(bytes(16))).encryptor()
     if out is None:
-        return np.frombuffer(enc.update(bytes(8 * n)), dtype=np.uint64)
+        return prg_u64_range(seed, 0, n)
+    enc = Cipher(algorithms.AES(seed), modes.CTR(bytes(16))).encryptor()
     enc.update_into(bytes(8 * n), out)
     return np.frombuffer(memoryview(out)[: 8 * n], dtype=np.uint64)
 
