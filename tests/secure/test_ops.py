@@ -66,6 +66,23 @@ def test_softmax_secret_mask_right_aligned_prompt():
     assert np.all(p[:, mask == 0] == 0.0)
 
 
+@pytest.mark.parametrize("n", [5, 65])
+def test_max_and_cutoff_picks_one_max_on_ties(n):
+    """Row max and cutoff bits, all-pairs (n = 5) and grouped (n = 65: groups of 9):
+    ties at the max within a group and across groups give the max itself (exactly one
+    winner, not a sum of two), and the bits are m_j >= max - cutoff."""
+    m = np.round(RNG.normal(0, 4, (6, n)), 2).astype(np.float32)
+    m[0, [1, 3]] = 30.0  # tie within a group
+    m[1, [0, n - 1]] = 30.0  # tie across groups (n = 65)
+    m[2, :] = -2.5  # all equal
+    m[3, -1] = 31.0  # max in the last (padded) group
+    mx, keep = simulate(lambda x: ops._max_and_cutoff(x, 14.0), m)
+    ref = m.max(-1, keepdims=True)
+    assert np.abs(mx - ref).max() <= 2.0**-17
+    near = np.abs(m - (ref - 14.0)) < 1e-3  # at the cutoff edge either answer is right
+    assert np.all((keep.astype(bool) == (m >= ref - 14.0)) | near)
+
+
 def test_softmax_biased_masks_large_scores_exactly():
     """The engine adds mask_bias(mask) (computed once) instead of multiplying by the mask:
     masked entries far above the allowed ones (|scores| up to 4900) still get exactly 0."""
@@ -116,13 +133,18 @@ def _rms_rel_err(y: np.ndarray, x: np.ndarray, w: np.ndarray, eps: float) -> np.
     return np.abs(y - ref).max(-1) / np.abs(ref).max(-1)  # per row, relative to the row max
 
 
-def test_rms_norm_from_embeddings_to_deep_residuals():
+@pytest.mark.parametrize("copies", [1, 6])
+def test_rms_norm_from_embeddings_to_deep_residuals(copies):
     """Bound, relative to the row's max |output|: 1e-4 for rms >= 0.1, 1e-3 for rms in
     [0.01, 0.1). Includes rows with a 24885 element (SmolLM2's residual stream reaches
-    that: x * x alone would wrap) and rms 2000."""
+    that: x * x alone would wrap), rms 2000 and rms at the narrow/wide switch (64).
+    13 rows take the few-rows path (32 buckets per octave, linear step), 78 the
+    many-rows path (16 per octave, quadratic step)."""
     rms = np.append(np.logspace(-2, 3, 11), [1044.0, 2000.0])
     x = _residual_rows(96, rms)
     x[-2, 5] = 24885.0
+    x[3] *= 64.0 / np.sqrt(np.mean(x[3].astype(f64) ** 2))  # u = 4096 (+ noise): the switch
+    x, rms = np.tile(x, (copies, 1)), np.tile(rms, copies)
     w = RNG.uniform(0.5, 2.0, 96).astype(np.float32)
     y = simulate(lambda a, b: ops.rms_norm(a, b, 1e-5), x, w)
     err = _rms_rel_err(y, x, w, 1e-5)
@@ -187,6 +209,25 @@ def test_linear_and_dense_transpose(rows):
     assert np.all(np.abs(yr - (r + ref)) <= bound + 2.0**-18)
     assert tt.shape == (16, 300) and np.abs(tt - table.T).max() <= 2.0**-18
     assert np.abs(e - table[[7]]).max() <= 2.0**-17
+
+
+@pytest.mark.parametrize("rows", [1, 5])
+def test_embed_onehot_t_reads_the_transposed_table(rows):
+    """embed_onehot_t(onehot, table.T dense) = table[tokens] up to 2^-17, one row (the
+    ``linear`` path) and several (the padded product in blocks of 192 table rows, the
+    last one short: D = 200); repeated tokens included."""
+    table = RNG.normal(0, 1, (300, 200)).astype(np.float32)
+    tokens = RNG.integers(0, 300, rows)
+    if rows > 1:
+        tokens[-1] = tokens[0]
+    onehot = np.eye(300, dtype=np.float32)[tokens]
+
+    def lookup(o, t):
+        return ops.embed_onehot_t(o, ops.dense_transpose(t))
+
+    e = simulate(lookup, onehot, table)
+    assert e.shape == (rows, 200)
+    assert np.abs(e - table[tokens]).max() <= 2.0**-17
 
 
 @pytest.mark.parametrize("shape", [(3, 3, 4, 16, 8), (3, 3, 1, 16, 64)])

@@ -214,11 +214,12 @@ def _logits(ops: LlamaOps, cfg: LlamaConfig, w: dict, h: jax.Array) -> jax.Array
     return ops.matmul(h, w["lm_head"])  # (1, V)
 
 
-def _embed_row(cfg: LlamaConfig, w: dict, onehot: jax.Array) -> jax.Array:
-    """onehot (1, V) -> x (1, D). Tied: the dense (D, V) copy on the left (4x faster)."""
+def _embed_rows(cfg: LlamaConfig, w: dict, onehot: jax.Array) -> jax.Array:
+    """onehot (T, V) -> x (T, D). Tied: the dense (D, V) copy on the left (one row 4x
+    faster; 32 rows 2.1 s against 2.3 s, and no 0.45 GB transient per node)."""
     if cfg.tie_embeddings:
-        return secure_ops.linear(onehot, w["lm_head"])  # (1, D); lm_head = dense embed.T
-    return secure_ops.embed_onehot(onehot, w["embed"])  # (1, D)
+        return secure_ops.embed_onehot_t(onehot, w["lm_head"])  # (T, D); lm_head = dense embed.T
+    return secure_ops.embed_onehot(onehot, w["embed"])  # (T, D)
 
 
 def _token_id(onehot: jax.Array) -> jax.Array:
@@ -246,7 +247,7 @@ def prefill_spec(cfg: LlamaConfig, T: int, S: int, ops: LlamaOps | None = None) 
     def prefill(*args):
         w = dict(zip(names, args[: len(names)]))
         x_onehot, mask, temp, noise = args[len(names) :]
-        x = secure_ops.embed_onehot(x_onehot, w["embed"])  # (T, D) secret
+        x = _embed_rows(cfg, w, x_onehot)  # (T, D) secret
         cos, sin = rope_tables(cfg, jnp.arange(T))  # (T, hd) public constants
         cache = KVCache(jnp.zeros((L, KV, T, hd), jnp.float32), jnp.zeros((L, KV, T, hd), jnp.float32))
         h, cache = _forward_stacked(ops, cfg, w, x, cos, sin, mask, cache, 0)  # h (T, D)
@@ -270,7 +271,7 @@ def decode_spec(cfg: LlamaConfig, S: int, ops: LlamaOps | None = None) -> Progra
     def decode(*args):
         w = dict(zip(names, args[: len(names)]))
         tok, k, v, mask, cos, sin, temp, noise = args[len(names) :]
-        x = _embed_row(cfg, w, tok)  # (1, D) secret
+        x = _embed_rows(cfg, w, tok)  # (1, D) secret
         k = jnp.roll(k, -1, axis=2)  # (L, KV, S, hd): oldest slot out, slot S-1 free
         v = jnp.roll(v, -1, axis=2)  # (L, KV, S, hd)
         h, cache = _forward_stacked(ops, cfg, w, x, cos, sin, mask, KVCache(k, v), S - 1)  # h (1, D)

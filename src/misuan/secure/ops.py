@@ -38,29 +38,37 @@ MASK_FILL: float = 1e4
 
 
 # rms_norm buckets u = mean(x^2) + eps by comparisons against public thresholds
-# 2^(k/16), k/16 in [_U_EXP_LO, _U_EXP_HI]: the bucket's public scale r0 puts
-# r0^2 * u within 2^(+-1/32) of 1, and a Taylor step does the rest (no SPU rsqrt).
+# 2^(k/m), k/m in [_U_EXP_LO, _U_EXP_HI]: the bucket's public scale r0 puts
+# r0^2 * u within 2^(+-1/(2m)) of 1, and a Taylor step does the rest (no SPU rsqrt).
+# Many rows (prefill): m = 16 and a degree-2 step. Few rows (decode, at most
+# _RMS_FINE_MAX_ROWS): m = 32 and a degree-1 step, one sequential product fewer
+# (2x the compared elements: cheap for a few rows).
 # Thresholds from 2^_U_EXP_WIDE up are compared against the wide mean(x^2) / 64
 # (the plain sum of squares wraps the ring for rms > ~475 at D = 576).
 _U_STEPS_PER_OCTAVE: int = 16
+_U_FINE_STEPS_PER_OCTAVE: int = 32
+_RMS_FINE_MAX_ROWS: int = 64
 _U_EXP_LO: int = -17  # below: the lowest bucket (eps-dominated rows: eps = 1e-5 ~ 2^-16.6)
 _U_EXP_HI: int = 23  # above: the highest bucket (rms ~ 2900)
 _U_EXP_WIDE: int = 12  # thresholds >= 4096 (rms > 64) use the wide mean
 _RMS_WIDE: float = 64.0  # the wide sum of squares is sum(x * x / 64)
 
 
-def _rms_buckets(eps: float, d: int) -> tuple[np.ndarray, np.ndarray, int]:
+def _rms_buckets(eps: float, d: int, steps: int = _U_STEPS_PER_OCTAVE) -> tuple[np.ndarray, np.ndarray, int]:
     """Public tables for ``rms_norm``: thresholds (n,) on the compared values (the first
-    ``n_narrow`` on mean + eps, the rest on mean / 64) and, per
-    bucket (n + 1: below the first threshold, between, above the last), the columns
-    [r0, eps * r0^2 * d] with r0 = 1 / sqrt(the bucket's geometric middle)."""
-    exps = np.arange(_U_EXP_LO * _U_STEPS_PER_OCTAVE, _U_EXP_HI * _U_STEPS_PER_OCTAVE + 1) / _U_STEPS_PER_OCTAVE
+    ``n_narrow`` on mean + eps, the rest on mean / 64) and, per bucket (n + 1: below
+    the first threshold, between, above the last), the columns [r0, 64 r0, eps r0^2 d]
+    with r0 = 1 / sqrt(the bucket's geometric middle); r0 is 0 in the buckets above
+    2^_U_EXP_WIDE and 64 r0 is 0 below (there x / 64 is scaled by 64 r0: r0 itself would
+    be as small as 128 ulps)."""
+    exps = np.arange(_U_EXP_LO * steps, _U_EXP_HI * steps + 1) / steps
     thresholds = 2.0**exps  # (n,) on u
     compared = np.where(exps >= _U_EXP_WIDE, thresholds / _RMS_WIDE, thresholds)  # wide ones on mean / 64
-    half_step = 0.5 / _U_STEPS_PER_OCTAVE
+    half_step = 0.5 / steps
     mids = 2.0 ** np.concatenate([[exps[0] - half_step], exps + half_step])  # (n + 1,) bucket middles
     r0 = mids**-0.5
-    table = np.stack([r0, eps * r0**2 * d], axis=1)  # (n + 1, 2) public
+    wide = mids > 2.0**_U_EXP_WIDE  # (n + 1,) bool
+    table = np.stack([np.where(wide, 0.0, r0), np.where(wide, _RMS_WIDE * r0, 0.0), eps * r0**2 * d], axis=1)  # (n + 1, 3)
     return compared, table, int(np.sum(exps < _U_EXP_WIDE))
 
 
@@ -240,22 +248,25 @@ def rms_norm(x: jax.Array, weight: jax.Array, eps: float) -> jax.Array:
     1. one product op gives sum(x * x) (precise down to rms ~ 0.01) and sum(x * x / 64)
        (no ring wrap up to |x| ~ 9e4; x * x alone wraps for |x| > 11585, and
        SmolLM2's residual stream reaches |x| = 24885);
-    2. one comparison op of the sums against 641 public thresholds times D (16 per
-       octave of u = mean + eps, the upper ones on the wide mean) gives u's bucket as a one-hot
-       (XOR of neighbouring bits: local); a public table gives the bucket's scale r0
-       (r0^2 u within 2^(+-1/32) of 1) and eps r0^2;
-    3. y = x * r0 has rms ~ 1; one product op gives y^2 (summed locally: one
+    2. one comparison op of the sums against public thresholds times D (16 per
+       octave of u = mean + eps, 641 in all; 32 per octave for at most
+       ``_RMS_FINE_MAX_ROWS`` rows; the upper ones on the wide mean) gives u's bucket
+       as a one-hot (XOR of neighbouring bits: local); a public table gives the
+       bucket's scale r0 (r0^2 u within 2^(+-1/(2m)) of 1 for m per octave) and
+       eps r0^2;
+    3. y = x * r0 has rms ~ 1 (above u = 4096: (x / 64) * (64 r0), so that r0's
+       encoding keeps >= 4096 ulps); one product op gives y^2 (summed locally: one
        truncation per element, at most D ulps on a sum of ~D) and y * weight;
-       m = mean(y^2) + eps r0^2 is formed from the actual y
-       (so r0's own rounding, up to 1.1% at u = 2^22 where r0 is 131 ulps, only
-       widens |m - 1| to < 0.045) and a degree-2 Taylor step of m^-1/2 at 1 leaves
-       < 3e-5; the output is (y * weight) * that.  (Scaling r0 up and y back down lost
-       precision: XLA moves the constant factor onto the later product's small operand.)
-    Cost (ABY3, 3 processes): one decode row of 576, 31-36 send actions at party 0
-    (SPU's counter varies by +-3 between runs of one program; the weight inside the
-    y^2 product op removed one sequential product, not visible beyond that noise);
-    with SPU's rsqrt (the earlier version) a decode layer's two norms cost 112 more.
-    32 rows: 0.23 s.
+       m = mean(y^2) + eps r0^2 is formed from the actual y, and a Taylor step of
+       m^-1/2 at 1 finishes: degree 2 (|m - 1| < 0.022: < 3e-5) for many rows,
+       degree 1 for few (|m - 1| < 0.011: < 4.5e-5; one sequential product and the
+       division by D fewer); the output is (y * weight) * that. (Scaling r0 up and
+       y back down lost precision: XLA moves the constant factor onto the later
+       product's small operand.)
+    Cost (ABY3, 3 processes): one decode row of 576, 25-27 send actions at party 0
+    (31-34 with the degree-2 step; SPU's counter varies by +-3 between runs of one
+    program); with SPU's rsqrt (the earlier version) a decode layer's two norms cost
+    112 more than the degree-2 version. 32 rows: 0.23 s.
 
     Error bound, relative to the row's max |output|: 1e-4 for rms(x) in [0.1, 2000],
     1e-3 for rms(x) in [0.01, 0.1) (input encoding dominates); needs
@@ -265,7 +276,8 @@ def rms_norm(x: jax.Array, weight: jax.Array, eps: float) -> jax.Array:
     if eps < 0:
         raise InvalidInput("rms_norm eps must be >= 0")
     d = x.shape[-1]
-    compared, table, n_narrow = _rms_buckets(eps, d)
+    fine = x.size // max(d, 1) <= _RMS_FINE_MAX_ROWS
+    compared, table, n_narrow = _rms_buckets(eps, d, _U_FINE_STEPS_PER_OCTAVE if fine else _U_STEPS_PER_OCTAVE)
     # Both sums in one product op; compared against d * threshold (no division by d).
     pair = jnp.stack([x, x * (1.0 / _RMS_WIDE)], axis=-2)  # (..., 2, D) secret
     sums = _row_dot(pair, x)  # (..., 2) secret: sum x^2, sum x^2 / 64
@@ -277,12 +289,17 @@ def rms_norm(x: jax.Array, weight: jax.Array, eps: float) -> jax.Array:
     # The narrow mean wraps for large rows: above the first wide threshold, all narrow bits are 1.
     bits = jnp.concatenate([bits[..., :n_narrow] | bits[..., n_narrow:n_narrow + 1], bits[..., n_narrow:]], axis=-1)
     onehot = _bucket_onehot(bits).astype(x.dtype)  # (..., n + 1) secret 0/1: u's bucket
-    scale = onehot @ jnp.asarray(table, x.dtype)  # (..., 2) secret: [r0, eps r0^2 d]
-    y = x * scale[..., :1]  # (..., D) secret, rms 2^(+-1/32) (+ r0's rounding)
+    scale = onehot @ jnp.asarray(table, x.dtype)  # (..., 3) secret: [r0 | 0, 0 | 64 r0, eps r0^2 d]
+    y = jnp.sum(pair * scale[..., :2, None], axis=-2)  # (..., D) secret: x r0 or (x / 64)(64 r0); rms 2^(+-1/2m)
     w = jnp.broadcast_to(weight, y.shape).astype(y.dtype)  # (..., D)
     both = jnp.stack([y, w], axis=-2) * y[..., None, :]  # (..., 2, D) secret: y^2, y * weight (one product op)
     y2, yw = both[..., 0, :], both[..., 1, :]
-    m = _mul_public(jnp.sum(y2, axis=-1, keepdims=True) + scale[..., 1:], 1.0 / d)  # (..., 1): r0^2 u, |m - 1| < 0.045
+    if fine:
+        # m - 1 = (sum y^2 + eps r0^2 d - d) / d, |m - 1| < 0.011: m^-1/2 ~ 1 - (m - 1) / 2 to 4.5e-5
+        excess = jnp.sum(y2, axis=-1, keepdims=True) + scale[..., 2:] - float(d)  # (..., 1) secret
+        correction = 1.0 + excess @ jnp.asarray([[-0.5 / d]], x.dtype)  # (..., 1): one public dot
+        return yw * correction
+    m = _mul_public(jnp.sum(y2, axis=-1, keepdims=True) + scale[..., 2:], 1.0 / d)  # (..., 1): r0^2 u, |m - 1| < 0.022
     dev = m - 1.0
     powers = jnp.concatenate([dev, dev * dev], axis=-1)  # (..., 2) secret
     correction = 1.0 + powers @ jnp.asarray([[-0.5], [0.375]], x.dtype)  # (..., 1): m^-1/2 to O(dev^3), below 3e-5
@@ -411,6 +428,33 @@ def embed_onehot(onehot: jax.Array, table: jax.Array) -> jax.Array:
     rows were read. Error bound: |y - table[token]| <= 2^-17 (measured 3.7e-6 / 7.5e-6).
     """
     return onehot @ table
+
+
+# embed_onehot_t: rows of the transposed table per product (see there).
+_EMBED_BLOCK_ROWS: int = 192
+
+
+def embed_onehot_t(onehot: jax.Array, table_t: jax.Array) -> jax.Array:
+    """``embed_onehot`` with the table stored transposed and dense, table_t (D, V).
+
+    The table is SPU's *left* operand (see ``linear``): ABY3 then adds the two shares
+    of the small one-hot (V, T) instead of the table's (V, D) into a fresh array. For
+    T > 1 the product runs in blocks of ``_EMBED_BLOCK_ROWS`` table rows: SPU copies
+    each share of a left operand out of its interleaved layout for a matrix-matrix
+    product, a 0.45 GB transient per node for SmolLM2's whole table (0.15 GB per block;
+    blocks of 64 rows took 25 % longer, 3 processes on 2 cores).
+    A zero row is appended to the one-hot and sliced off again: the product must not
+    be followed directly by a transpose (``linear``), and a trivial slice would be
+    folded away. Error bound: as ``embed_onehot``.
+    """
+    t = onehot.shape[0]
+    if t == 1:
+        return linear(onehot, table_t)  # (1, D): a matrix-vector product, no copy
+    padded = jnp.concatenate([onehot, jnp.zeros((1, onehot.shape[1]), onehot.dtype)], axis=0)  # (T + 1, V)
+    right = padded.T  # (V, T + 1) secret
+    d, b = table_t.shape[0], _EMBED_BLOCK_ROWS
+    y = jnp.concatenate([table_t[i : i + b] @ right for i in range(0, d, b)], axis=0)  # (D, T + 1) secret
+    return y[:, :t].T  # (T, D)
 
 
 def secure_llama_ops() -> dict[str, object]:
