@@ -15,19 +15,26 @@ def test_argmax_onehot_plaintext_semantics():
     out = np.asarray(sampling.argmax_onehot(logits))
     np.testing.assert_array_equal(out, [[0, 1, 0, 0, 0], [1, 0, 0, 0, 0]])  # ties -> first
     argmax_onehot = jax.jit(sampling.argmax_onehot)
-    for n in (1, 2, 3, 7, 8, 33):
+    for n in (1, 2, 3, 7, 8, 33, 4097, 5001):  # pairs above 4096 entries, groups of 4 below
         x = RNG.normal(size=(4, n)).astype(np.float32)
         np.testing.assert_array_equal(argmax_onehot(x), plain.argmax_onehot(x))
+    # ties inside one group of 4, across groups, and a whole row of one value
+    x = np.zeros((4, 13), np.float32)
+    x[0, [5, 6]] = 1.0
+    x[1, [6, 7, 9]] = 1.0
+    x[2, [3, 12]] = 1.0
+    np.testing.assert_array_equal(np.argmax(argmax_onehot(x), -1), [5, 6, 3, 0])
 
 
 def test_argmax_onehot_under_mpc_is_exact():
     """Batch axes, a non-power-of-two vocabulary, logits spread like an LM head (+-30)."""
     logits = RNG.uniform(-30, 30, (2, 3, 1000)).astype(np.float32)
     logits[0, 0, 17] = logits[0, 0, 900] = 40.0  # a tie: lowest index wins
+    logits[1, 2, [41, 42, 43]] = 45.0  # a tie inside one group of 4
     out = simulate(sampling.argmax_onehot, logits)
     np.testing.assert_array_equal(out, plain.argmax_onehot(logits))
     np.testing.assert_array_equal(out.sum(-1), 1.0)
-    assert out[0, 0, 17] == 1.0
+    assert out[0, 0, 17] == 1.0 and out[1, 2, 41] == 1.0
 
 
 def test_gumbel_max_matches_plaintext_twin_under_mpc():
