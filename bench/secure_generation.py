@@ -112,6 +112,18 @@ class RssSampler(threading.Thread):
         return self.peak
 
 
+def cpu_model() -> str:
+    """The CPU's model name and family (machines of one class differ between sessions)."""
+    fields = {}
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        return platform.processor() or "unknown"
+    return f"{fields.get('model name', 'unknown')} (family {fields.get('cpu family', '?')}, model {fields.get('model', '?')})"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--dir", default="/tmp/misuan-bench")
@@ -133,7 +145,7 @@ def main() -> None:
 
     gguf = smollm2_gguf_path()
     result: dict = {
-        "machine": {"cores": os.cpu_count(), "ram_gb": round(psutil.virtual_memory().total / 2**30), "python": platform.python_version()},
+        "machine": {"cores": os.cpu_count(), "ram_gb": round(psutil.virtual_memory().total / 2**30), "python": platform.python_version(), "cpu": cpu_model()},
         "setup": "SmolLM2-135M-Instruct (GGUF Q4_1, dequantised), 3 node processes on loopback, ABY3, FM64, 18 fractional bits",
     }
     with local_cluster(3, dir=args.dir, keep=False) as lc:
