@@ -45,7 +45,7 @@ def argmax_onehot(logits: jax.Array) -> jax.Array:
     Agrees with ``jnp.argmax`` on the fixed-point logits; on the real-valued logits
     whenever the top-2 gap exceeds 2^-17 (two ulps of the encoding).
     """
-    matches = []  # per level: (winner bits (..., n // g, g), n, g)
+    matches = []  # per level: (winner bits (..., n // g, g); for pairs the left one's (..., n // 2, 1), n, g)
     values = logits  # (..., n) secret
     while values.shape[-1] > 1:
         n = values.shape[-1]
