@@ -20,6 +20,8 @@ Gumbel-max over the k, one-hot of the chosen index); it is not implemented yet.
 
 from __future__ import annotations
 
+import itertools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -88,10 +90,7 @@ def _group_wins(block: jax.Array) -> jax.Array:
     g = block.shape[-1]
     diffs = [block[..., j : j + 1] - block[..., j + 1 :] for j in range(g - 1)]  # (..., groups, g-1-j) each
     ge = jnp.concatenate(diffs, axis=-1) >= 0  # (..., groups, g (g - 1) / 2) secret: b_j >= b_k, j < k
-    pair = {}
-    for j in range(g - 1):
-        for k in range(j + 1, g):
-            pair[j, k] = len(pair)
+    pair = {jk: i for i, jk in enumerate(itertools.combinations(range(g), 2))}  # (j, k) -> column of ge
     members = []
     for j in range(g):
         terms = [~ge[..., pair[i, j], None] for i in range(j)] + [ge[..., pair[j, k], None] for k in range(j + 1, g)]
