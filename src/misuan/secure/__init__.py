@@ -10,6 +10,7 @@ from misuan.secure.ops import (
     secure_llama_ops,
     silu,
     softmax,
+    swiglu,
 )
 from misuan.secure.sampling import argmax_onehot, gumbel_max_onehot, gumbel_noise
 
@@ -24,4 +25,5 @@ __all__ = [
     "secure_llama_ops",
     "silu",
     "softmax",
+    "swiglu",
 ]

@@ -1,6 +1,6 @@
 """MPC-friendly LLaMA ops under SPU fixed point, each with a plaintext twin in ``plain.py``.
 
-The six model ops (``softmax, silu, rms_norm, rope, matmul, linear``) have exactly the
+The six model ops (``softmax, swiglu, rms_norm, rope, matmul, linear``) have exactly the
 signatures of ``misuan.models.llama.LlamaOps``; ``secure_llama_ops()`` returns them as a
 dict. ``embed_onehot`` is the oblivious embedding lookup.
 
@@ -84,16 +84,16 @@ def softmax(scores: jax.Array, mask: jax.Array) -> jax.Array:
     with ``approx.exp_nonpositive`` (accurate on [-14, 0]), zero everything below the
     cutoff -14 with one select (this also removes every masked entry, exactly; the
     cutoff bits come from the max's own last comparison op, ``_max_and_cutoff``), and
-    multiply by the reciprocal of the row sum (one ``reciprocal_in_range`` per row, not
-    a division per element: the sum lies in [1, S] because the max entry contributes
-    exp(0) = 1). The mask is never compared, so a secret mask costs no extra
+    divide by the row sum (``divide_in_range``: one reciprocal per row, its last Newton
+    step fused into the product by e; the sum lies in [1, S] because the max entry
+    contributes exp(0) = 1). The mask is never compared, so a secret mask costs no extra
     comparisons.
 
     Error bound: |p - p_ref| <= 2e-4 for |scores| < 4986 (measured 6.5e-5 / 8.3e-5 on
     scores U(-30, 30), U(-100, 100), N(0, 4) and one-dominant-key rows, causal masks,
     S <= 256). Masked entries and fully masked rows are exactly 0 under ABY3 and at most
-    2^-17 under CHEETAH (truncation noise). SPU's Taylor exp (the PUMA default) gives
-    3e-3..5e-3 on the same inputs.
+    3 ulps (1.2e-5) under CHEETAH (truncation noise of the last two products). SPU's
+    Taylor exp (the PUMA default) gives 3e-3..5e-3 on the same inputs.
     """
     return softmax_biased(scores, mask_bias(mask.astype(scores.dtype)))
 
@@ -118,7 +118,7 @@ def softmax_biased(scores: jax.Array, bias: jax.Array) -> jax.Array:
     x = masked - row_max  # (..., T, S) secret: [-spread, 0] unmasked, < -4986 masked
     e = jnp.where(keep[..., :-1], approx.exp_nonpositive(x), 0.0)  # (..., T, S)
     total = jnp.sum(e, axis=-1, keepdims=True)  # (..., T, 1) secret, in [~1, S] or exactly 0
-    return e * reciprocal_in_range(total, e.shape[-1])  # (..., T, S); 0 * garbage = 0 on empty rows
+    return divide_in_range(e, total, e.shape[-1])  # (..., T, S); 0 * garbage = 0 on empty rows
 
 
 # _max_and_cutoff: all-pairs comparisons are used while rows * n * group stays below this
@@ -201,6 +201,26 @@ def reciprocal_in_range(t: jax.Array, hi: float) -> jax.Array:
     2^-17 + 3e-5 / t with few (the 2^-18 grid dominates the first). t below 1 (e.g.
     exactly 0 on an empty softmax row) gives a finite meaningless value, at most 4.
     """
+    y, newton = _reciprocal_start(t, hi)
+    for _ in range(newton):
+        y = y * (2.0 - t * y)  # Newton: error e -> e^2
+    return y
+
+
+def divide_in_range(e: jax.Array, t: jax.Array, hi: float) -> jax.Array:
+    """e / t for e (..., n) and secret t (..., 1) in [1, hi]: ``e * reciprocal_in_range(t, hi)``
+    with the last Newton step fused into the product by e, one sequential product fewer:
+    e y' = (e y) (2 - t y), with [e | t] * y as one product op. Same error bound as
+    ``reciprocal_in_range`` relative to |e|; e = 0 stays 0 for any t (empty rows)."""
+    y, newton = _reciprocal_start(t, hi)
+    for _ in range(newton - 1):
+        y = y * (2.0 - t * y)  # Newton: error e -> e^2
+    both = jnp.concatenate([e, t], axis=-1) * y  # (..., n + 1) secret: e y, t y (one product op)
+    return both[..., :-1] * (2.0 - both[..., -1:])  # (..., n): e y (2 - t y)
+
+
+def _reciprocal_start(t: jax.Array, hi: float) -> tuple[jax.Array, int]:
+    """``reciprocal_in_range``'s start y0 (..., 1) from t's bucket, and its Newton step count."""
     fine = t.size <= _RECIP_FINE_MAX_ROWS
     steps = _RECIP_FINE_STEPS_PER_OCTAVE if fine else _RECIP_STEPS_PER_OCTAVE
     k = max(1, math.ceil(math.log2(max(hi, 2.0))))
@@ -208,9 +228,7 @@ def reciprocal_in_range(t: jax.Array, hi: float) -> jax.Array:
     bits = t >= jnp.asarray(edges[1:-1], t.dtype)  # (..., n - 1) secret bool: one comparison op
     start = 2.0 / (edges[:-1] + edges[1:])  # (n,) public: 2 / (a + b) per bucket
     y = _bucket_onehot(bits).astype(t.dtype) @ jnp.asarray(start[:, None], t.dtype)  # (..., 1)
-    for _ in range(1 if fine else 2):
-        y = y * (2.0 - t * y)  # Newton: error e -> e^2
-    return y
+    return y, 1 if fine else 2
 
 
 def _bucket_onehot(bits: jax.Array) -> jax.Array:
@@ -238,6 +256,37 @@ def silu(x: jax.Array) -> jax.Array:
     relu = jnp.where(signs[0], x, 0.0)
     t = jnp.where(signs[1] & signs[2], relu + relu - x, c)  # min(|x|, 12); relu + relu: no product
     return relu - approx.poly_on_interval(t, 0.0, c, approx.SILU_G_COEFFS)
+
+
+def swiglu(gate: jax.Array, up: jax.Array) -> jax.Array:
+    """silu(gate) * up (the LLaMA MLP's gated product), with one select op and one
+    product op fewer than ``silu`` followed by a product (ABY3 decode layer: ~4 send
+    actions fewer).
+
+    With t = min(|x|, 12), z = t / 6 - 1 and g as in ``silu`` (x = gate, u = up):
+    silu(x) u = u_mid t + u_hi x - u g(t), where u_mid = u on 0 < x < 12 and u_hi = u
+    on x >= 12 (else 0). One comparison op (x > 0, x < 12, x > -12), one AND op for the
+    two ranges where t = |x|, then ONE select op gives both parts of t and u_mid, u_hi;
+    ``approx.estrin_times`` evaluates -u g(t) with the products u_mid t and u_hi x in
+    its first product op and adds them in its coefficient dot. (``silu`` then ``* up``:
+    two select ops and one more product.)
+
+    Error bound: |y - silu(x) u| <= 5e-4 max(1, |u|) + 2^-18 |x| (the encoding of u times
+    x) for |x| < 1e4, |u| < 1e3 (measured ABY3 1.0e-4 max(1, |u|) on N(0, 4) gates and
+    [-40, 40]; ``silu`` then ``* up``: 9e-5).
+    """
+    c = approx.SILU_CLAMP
+    x = gate
+    signs = jnp.stack([-x, x - c, -x - c]) < 0  # (3, ...) secret bool: x>0, x<c, x>-c (one op)
+    pos, below, above = signs[0], signs[1], signs[2]
+    ranges = jnp.stack([pos, ~pos]) & jnp.stack([below, above])  # (2, ...): 0<x<c, -c<x<=0 (one op)
+    conds = jnp.concatenate([ranges, ranges[:1], ~below[None]])  # (4, ...) secret bool
+    picked = jnp.where(conds, jnp.stack([x - c, -x - c, up, up]), 0.0)  # (4, ...) one select op
+    t = c + picked[0] + picked[1]  # min(|x|, c)
+    u_mid, u_hi = picked[2], picked[3]  # up where 0 < x < c, up where x >= c
+    z = t * (2.0 / c) - 1.0  # [-1, 1]
+    neg_g = tuple(-k for k in approx.SILU_G_COEFFS)
+    return approx.estrin_times(z, neg_g, up, extra=[(u_mid, t), (u_hi, x)], weights=[1.0, 1.0])
 
 
 def rms_norm(x: jax.Array, weight: jax.Array, eps: float) -> jax.Array:
@@ -462,7 +511,7 @@ def secure_llama_ops() -> dict[str, object]:
     """The MPC versions of the six ``LlamaOps`` callables, keyed by field name."""
     return {
         "softmax": softmax,
-        "silu": silu,
+        "swiglu": swiglu,
         "rms_norm": rms_norm,
         "rope": rope,
         "matmul": matmul,
