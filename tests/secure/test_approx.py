@@ -46,40 +46,6 @@ def test_estrin_evaluates_polynomials_of_any_degree(degree):
     np.testing.assert_allclose(got, np.polynomial.polynomial.polyval(z, coeffs), atol=1e-5)
 
 
-def _secret_products(fn, *args) -> int:
-    """Product ops whose operands are both traced values (no constant factor)."""
-    import jax
-
-    eqns = jax.make_jaxpr(fn)(*args).jaxpr.eqns
-    return sum(e.primitive.name == "mul" and all(isinstance(v, jax.core.Var) for v in e.invars) for e in eqns)
-
-
-@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 6, 13, 16])
-def test_estrin_times_multiplies_inside_the_power_rounds(n):
-    """u * p(z) + weighted extra terms and pair products, in as many product ops as
-    ``estrin`` (the multiplier and the pairs ride along), one more for a single block
-    of degree 2^j (estrin's dot takes z^(2^j) itself; u z^(2^j) needs a product)."""
-    rng = np.random.default_rng(n)
-    coeffs = tuple(rng.uniform(-1, 1, n))
-    z, u, a, b, t = (jnp.asarray(v) for v in (rng.uniform(-1, 1, 64), *rng.normal(size=(4, 64))))
-    got = approx.estrin_times(z, coeffs, u, extra=[(a, b), t], weights=[2.0, -3.0])
-    ref = np.asarray(u) * np.polynomial.polynomial.polyval(np.asarray(z), coeffs) + 2 * a * b - 3 * t
-    np.testing.assert_allclose(np.asarray(got), ref, atol=1e-5)
-    if n > 3:  # (estrin itself runs Horner below 4 coefficients)
-        plain_rounds = _secret_products(lambda x: approx.estrin(x, coeffs), z)
-        fused = _secret_products(lambda *v: approx.estrin_times(v[0], coeffs, v[1], [(v[2], v[3])], [1.0]), z, u, a, b)
-        assert fused == plain_rounds + (n == 5)
-
-
-def test_estrin_times_under_mpc():
-    """The SiLU table times a multiplier |u| <= 1000: error within 1e-4 * |u| + 1e-4."""
-    z = np.linspace(-1, 1, 401).astype(np.float32)
-    u = np.random.default_rng(3).uniform(-1000, 1000, 401).astype(np.float32)
-    y = simulate(lambda a, b: approx.estrin_times(a, approx.SILU_G_COEFFS, b), z, u)
-    ref = u.astype(np.float64) * np.polynomial.polynomial.polyval(z.astype(np.float64), approx.SILU_G_COEFFS)
-    assert np.all(np.abs(y - ref) <= 1e-4 * np.abs(u) + 1e-4)
-
-
 def test_estrin_block_size_minimises_rounds():
     # (coefficients, block size): degree 5 -> 4 (3 rounds), degree 12/15 -> 8 (4 rounds)
     assert [2 ** approx._estrin_block_log2(n) for n in (6, 13, 16)] == [4, 8, 8]

@@ -2,7 +2,7 @@
 
 Every layer function takes an ``ops`` object (:class:`LlamaOps`). The plaintext
 defaults live here; the secure engine swaps in MPC-friendly versions of the
-same primitives and reuses everything else unchanged. All shapes are
+same six primitives and reuses everything else unchanged. All shapes are
 static: the KV cache has a fixed length ``S`` and the current position ``pos``
 is a (public) traced scalar, so one compiled program serves every step.
 
@@ -41,7 +41,7 @@ from misuan.models.params import Params
 Array = Any  # jax.Array, numpy array, or an MPC placeholder with the same interface
 
 
-# --- the swappable primitives (plaintext versions) ---------------------------------
+# --- the six swappable primitives (plaintext versions) ---------------------------------
 
 
 def plain_softmax(scores: Array, mask: Array) -> Array:
@@ -57,11 +57,6 @@ def plain_softmax(scores: Array, mask: Array) -> Array:
 def plain_silu(x: Array) -> Array:
     """SiLU / swish: ``x * sigmoid(x)``."""
     return jax.nn.silu(x)
-
-
-def plain_swiglu(gate: Array, up: Array) -> Array:
-    """The gated MLP product ``silu(gate) * up``."""
-    return plain_silu(gate) * up
 
 
 def plain_rms_norm(x: Array, weight: Array, eps: float) -> Array:
@@ -101,8 +96,7 @@ class LlamaOps:
     Members (plain callables, not methods):
         softmax(scores, mask): scores ``(..., T, S)``, mask ``(T, S)`` float 0/1
             (1 = may attend) -> probabilities ``(..., T, S)``, masked entries 0.
-        swiglu(gate, up): the MLP's gated product ``silu(gate) * up`` (one op, so
-            MPC can fuse the product into SiLU's polynomial).
+        silu(x): elementwise SiLU.
         rms_norm(x, weight, eps): RMSNorm over the last axis.
         rope(x, cos, sin): x ``(..., T, H, hd)`` rotate-half, cos/sin ``(T, hd)``.
         matmul(x, w): ``x @ w`` for activations (attention scores and outputs).
@@ -113,7 +107,7 @@ class LlamaOps:
     """
 
     softmax: Callable[[Array, Array], Array] = plain_softmax
-    swiglu: Callable[[Array, Array], Array] = plain_swiglu
+    silu: Callable[[Array], Array] = plain_silu
     rms_norm: Callable[[Array, Array, float], Array] = plain_rms_norm
     rope: Callable[[Array, Array, Array], Array] = plain_rope
     matmul: Callable[[Array, Array], Array] = plain_matmul
@@ -229,7 +223,7 @@ def mlp(ops: LlamaOps, lp: dict[str, Array], x: Array, residual: Array | None = 
         gate, up = jnp.split(ops.linear(x, lp["w_gate_up"]), 2, axis=-1)  # (T, F) each
     else:
         gate, up = ops.linear(x, lp["w_gate"]), ops.linear(x, lp["w_up"])  # (T, F) each
-    return ops.linear(ops.swiglu(gate, up), lp["w_down"], residual)  # (T, D)
+    return ops.linear(ops.silu(gate) * up, lp["w_down"], residual)  # (T, D)
 
 
 def block(

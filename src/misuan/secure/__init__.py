@@ -10,7 +10,6 @@ from misuan.secure.ops import (
     secure_llama_ops,
     silu,
     softmax,
-    swiglu,
 )
 from misuan.secure.sampling import argmax_onehot, gumbel_max_onehot, gumbel_noise
 
@@ -25,5 +24,4 @@ __all__ = [
     "secure_llama_ops",
     "silu",
     "softmax",
-    "swiglu",
 ]

@@ -132,56 +132,6 @@ def estrin(z: jax.Array, coeffs: Sequence[float]) -> jax.Array:
     return acc
 
 
-def estrin_times(
-    z: jax.Array,
-    coeffs: Sequence[float],
-    u: jax.Array,
-    extra: Sequence[jax.Array | tuple[jax.Array, jax.Array]] = (),
-    weights: Sequence[float] = (),
-) -> jax.Array:
-    """u * sum_k coeffs[k] z^k + sum_i weights[i] * extra[i] for |z| <= 1, in as many
-    sequential products as ``estrin`` (no product by u after it; one more than estrin
-    for a single block of degree 2^j, where estrin's dot takes z^(2^j) itself).
-
-    The basis u, u z, .., u z^(B-1) grows alongside the powers of z (the same product
-    ops, twice the elements), and the coefficient dot runs on it. An ``extra`` entry is
-    an array (a term) or a pair (a, b) whose product rides in the first product op;
-    their public weights join the dot. Same shapes for z, u and every extra array.
-    """
-    n = len(coeffs)
-    size = 2 ** _estrin_block_log2(n)
-    n_blocks = -(-n // size)
-    n_basis = size if n_blocks > 1 else n
-    # highest power of z used: z^B by Horner over the blocks, z^(2^i) to double the basis
-    need = max(size if n_blocks > 1 else 0, 1 << max(0, (n_basis - 1).bit_length() - 1))
-    pairs = [e for e in extra if isinstance(e, tuple)]
-    powers = [z]  # z^1 .. z^m, secret
-    basis = [u]  # u z^0 .. u z^(j-1), secret
-    products: list[jax.Array] = []
-    while len(powers) < need or len(basis) < n_basis or (pairs and not products):
-        m, j = len(powers), len(basis)  # basis * z^j needs j <= m
-        take = max(0, min(m, need - m))
-        take_u = max(0, min(j, n_basis - j))
-        left = powers[:take] + basis[:take_u] + [a for a, _ in pairs if not products]
-        right = [powers[-1]] * take + [powers[j - 1]] * take_u + [b for _, b in pairs if not products]
-        out = jnp.stack(left) * jnp.stack(right)  # (take + take_u (+ pairs), ...) secret: one product op
-        if pairs and not products:
-            products = [out[take + take_u + i] for i in range(len(pairs))]
-        powers += [out[i] for i in range(take)]
-        basis += [out[take + i] for i in range(take_u)]
-    it = iter(products)
-    terms = [next(it) if isinstance(e, tuple) else e for e in extra]
-    table = np.zeros((n_basis + len(terms), n_blocks), np.float32)
-    for k, c in enumerate(coeffs):
-        table[k % size, k // size] = c
-    table[n_basis:, 0] = weights
-    blocks = jnp.stack(basis[:n_basis] + terms, axis=-1) @ jnp.asarray(table)  # (..., n_blocks), one truncation
-    acc = blocks[..., -1]
-    for b in range(n_blocks - 2, -1, -1):
-        acc = acc * powers[size - 1] + blocks[..., b]
-    return acc
-
-
 def poly_on_interval(
     x: jax.Array, lo: float, hi: float, coeffs: Sequence[float]
 ) -> jax.Array:

@@ -1,6 +1,6 @@
 """MPC-friendly LLaMA ops under SPU fixed point, each with a plaintext twin in ``plain.py``.
 
-The six model ops (``softmax, swiglu, rms_norm, rope, matmul, linear``) have exactly the
+The six model ops (``softmax, silu, rms_norm, rope, matmul, linear``) have exactly the
 signatures of ``misuan.models.llama.LlamaOps``; ``secure_llama_ops()`` returns them as a
 dict. ``embed_onehot`` is the oblivious embedding lookup.
 
@@ -240,53 +240,37 @@ def _bucket_onehot(bits: jax.Array) -> jax.Array:
     return steps[..., :-1] ^ steps[..., 1:]  # (..., n + 1) secret bool
 
 
+# silu: for at most this many rows (decode) the relu and both halves of min(|x|, 12)
+# come from one select op (one op fewer, 3n instead of 2n selected elements); more
+# rows (prefill) select relu and the clamp separately (fewer elements).
+_SILU_ONE_SELECT_MAX_ROWS: int = 8
+
+
 def silu(x: jax.Array) -> jax.Array:
     """x * sigmoid(x), computed as relu(x) - g(min(|x|, 12)) with g(t) = t / (1 + e^t).
 
     g is a degree-15 polynomial on [0, 12] (``approx.SILU_G_COEFFS``, Estrin form: 4
-    rounds of products). The three comparisons x > 0, x < 12, x > -12 run as one op;
-    relu and the clamp are two selects. No exp and no reciprocal: SPU's
-    1/(1+exp(-x)) returns garbage for x < ~-18.7 (its Taylor exp wraps) and costs 2x.
+    rounds of products). The three comparisons x > 0, x < 12, x > -12 run as one op.
+    For at most ``_SILU_ONE_SELECT_MAX_ROWS`` rows one AND op gives the ranges
+    0 < x < 12 and -12 < x <= 0, and ONE select op picks x - 12, -x - 12 (there) and x
+    (where x > 0): t = 12 + both, relu the third. For more rows relu and the clamp are
+    two selects. No exp and no reciprocal: SPU's 1/(1+exp(-x)) returns garbage for
+    x < ~-18.7 (its Taylor exp wraps) and costs 2x.
 
     Error bound: |y - silu(x)| <= 5e-4 for |x| < 1e4 (measured 2.2e-4 / 2.4e-4 on
     N(0, 4) and [-60, 60], |x| up to 9000).
     """
     c = approx.SILU_CLAMP
     signs = jnp.stack([-x, x - c, -x - c]) < 0  # (3, ...) secret bool: x>0, x<c, x>-c
-    relu = jnp.where(signs[0], x, 0.0)
-    t = jnp.where(signs[1] & signs[2], relu + relu - x, c)  # min(|x|, 12); relu + relu: no product
-    return relu - approx.poly_on_interval(t, 0.0, c, approx.SILU_G_COEFFS)
-
-
-def swiglu(gate: jax.Array, up: jax.Array) -> jax.Array:
-    """silu(gate) * up (the LLaMA MLP's gated product), with one select op and one
-    product op fewer than ``silu`` followed by a product (ABY3 decode layer: ~4 send
-    actions fewer).
-
-    With t = min(|x|, 12), z = t / 6 - 1 and g as in ``silu`` (x = gate, u = up):
-    silu(x) u = u_mid t + u_hi x - u g(t), where u_mid = u on 0 < x < 12 and u_hi = u
-    on x >= 12 (else 0). One comparison op (x > 0, x < 12, x > -12), one AND op for the
-    two ranges where t = |x|, then ONE select op gives both parts of t and u_mid, u_hi;
-    ``approx.estrin_times`` evaluates -u g(t) with the products u_mid t and u_hi x in
-    its first product op and adds them in its coefficient dot. (``silu`` then ``* up``:
-    two select ops and one more product.)
-
-    Error bound: |y - silu(x) u| <= 5e-4 max(1, |u|) + 2^-18 |x| (the encoding of u times
-    x) for |x| < 1e4, |u| < 1e3 (measured ABY3 1.0e-4 max(1, |u|) on N(0, 4) gates and
-    [-40, 40]; ``silu`` then ``* up``: 9e-5).
-    """
-    c = approx.SILU_CLAMP
-    x = gate
-    signs = jnp.stack([-x, x - c, -x - c]) < 0  # (3, ...) secret bool: x>0, x<c, x>-c (one op)
     pos, below, above = signs[0], signs[1], signs[2]
-    ranges = jnp.stack([pos, ~pos]) & jnp.stack([below, above])  # (2, ...): 0<x<c, -c<x<=0 (one op)
-    conds = jnp.concatenate([ranges, ranges[:1], ~below[None]])  # (4, ...) secret bool
-    picked = jnp.where(conds, jnp.stack([x - c, -x - c, up, up]), 0.0)  # (4, ...) one select op
-    t = c + picked[0] + picked[1]  # min(|x|, c)
-    u_mid, u_hi = picked[2], picked[3]  # up where 0 < x < c, up where x >= c
-    z = t * (2.0 / c) - 1.0  # [-1, 1]
-    neg_g = tuple(-k for k in approx.SILU_G_COEFFS)
-    return approx.estrin_times(z, neg_g, up, extra=[(u_mid, t), (u_hi, x)], weights=[1.0, 1.0])
+    if x.size // max(x.shape[-1], 1) <= _SILU_ONE_SELECT_MAX_ROWS:
+        ranges = jnp.stack([pos, ~pos]) & jnp.stack([below, above])  # (2, ...): 0<x<c, -c<x<=0 (one op)
+        picked = jnp.where(jnp.concatenate([ranges, pos[None]]), jnp.stack([x - c, -x - c, x]), 0.0)  # (3, ...)
+        t, relu = c + picked[0] + picked[1], picked[2]  # min(|x|, c), relu(x)
+    else:
+        relu = jnp.where(pos, x, 0.0)
+        t = jnp.where(below & above, relu + relu - x, c)  # min(|x|, 12); relu + relu: no product
+    return relu - approx.poly_on_interval(t, 0.0, c, approx.SILU_G_COEFFS)
 
 
 def rms_norm(x: jax.Array, weight: jax.Array, eps: float) -> jax.Array:
@@ -511,7 +495,7 @@ def secure_llama_ops() -> dict[str, object]:
     """The MPC versions of the six ``LlamaOps`` callables, keyed by field name."""
     return {
         "softmax": softmax,
-        "swiglu": swiglu,
+        "silu": silu,
         "rms_norm": rms_norm,
         "rope": rope,
         "matmul": matmul,

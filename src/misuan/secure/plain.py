@@ -26,11 +26,6 @@ def silu(x: jax.Array) -> jax.Array:
     return jax.nn.silu(x)
 
 
-def swiglu(gate: jax.Array, up: jax.Array) -> jax.Array:
-    """silu(gate) * up."""
-    return silu(gate) * up
-
-
 def rms_norm(x: jax.Array, weight: jax.Array, eps: float) -> jax.Array:
     """x * rsqrt(mean(x^2, -1) + eps) * weight."""
     ms = jnp.mean(x * x, axis=-1, keepdims=True)  # (..., 1)
@@ -75,4 +70,4 @@ def gumbel_max_onehot(
 
 def plain_llama_ops() -> dict[str, object]:
     """The plaintext versions of the six ``LlamaOps`` callables, keyed by field name."""
-    return {"softmax": softmax, "swiglu": swiglu, "rms_norm": rms_norm, "rope": rope, "matmul": matmul, "linear": linear}
+    return {"softmax": softmax, "silu": silu, "rms_norm": rms_norm, "rope": rope, "matmul": matmul, "linear": linear}
