@@ -210,8 +210,9 @@ def reciprocal_in_range(t: jax.Array, hi: float) -> jax.Array:
 def divide_in_range(e: jax.Array, t: jax.Array, hi: float) -> jax.Array:
     """e / t for e (..., n) and secret t (..., 1) in [1, hi]: ``e * reciprocal_in_range(t, hi)``
     with the last Newton step fused into the product by e, one sequential product fewer:
-    e y' = (e y) (2 - t y), with [e | t] * y as one product op. Same error bound as
-    ``reciprocal_in_range`` relative to |e|; e = 0 stays 0 for any t (empty rows)."""
+    e y' = (e y) (2 - t y), with [e | t] * y as one product op. Error bound for e in
+    [0, 1]: |y - e/t| <= 2^-16 + r e/t with r = 1e-6 for many rows, 3e-5 for few
+    (``reciprocal_in_range``'s relative terms); e = 0 stays 0 for any t (empty rows)."""
     y, newton = _reciprocal_start(t, hi)
     for _ in range(newton - 1):
         y = y * (2.0 - t * y)  # Newton: error e -> e^2
