@@ -27,3 +27,15 @@ def cluster3(tmp_path_factory):
 def client3(cluster3):
     c = cluster3.client()
     yield c
+
+
+def client_as(lc, name: str):
+    """A client acting as principal ``name`` on the local cluster ``lc``.
+
+    The one place tests obtain another principal's credentials, so the identity
+    scheme can change without touching every test."""
+    from misuan.node.auth import issue_token
+
+    secret = (lc.dir / "node0" / "cluster.secret").read_bytes().strip()
+    c = lc.client(issue_token(secret, name))
+    return c
