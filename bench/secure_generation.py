@@ -185,7 +185,7 @@ def main() -> None:
         "machine": {"cores": os.cpu_count(), "ram_gb": round(psutil.virtual_memory().total / 2**30), "python": platform.python_version(), "cpu": cpu_model()},
         "setup": "SmolLM2-135M-Instruct (GGUF Q4_1, dequantised), 3 node processes on loopback, ABY3, FM64, 18 fractional bits",
     }
-    with local_cluster(3, dir=args.dir, keep=False) as lc:
+    with local_cluster(3, dir=args.dir, keep=False, bench=True) as lc:
         client = lc.client()
         if not any(m["name"] == "smollm2" for m in list_models(client)):
             res = publish_model(client, gguf, "smollm2", receipt=False)

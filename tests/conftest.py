@@ -30,12 +30,9 @@ def client3(cluster3):
 
 
 def client_as(lc, name: str):
-    """A client acting as principal ``name`` on the local cluster ``lc``.
+    """A client acting as principal ``name`` on the local cluster ``lc`` (its key
+    made and registered on first use).
 
     The one place tests obtain another principal's credentials, so the identity
     scheme can change without touching every test."""
-    from misuan.node.auth import issue_token
-
-    secret = (lc.dir / "node0" / "cluster.secret").read_bytes().strip()
-    c = lc.client(issue_token(secret, name))
-    return c
+    return lc.client(lc.principal(name))

@@ -26,7 +26,8 @@ def test_roundtrip(cdir):
     assert cfg.world_size == 3 and cfg.mpc.protocol == "ABY3" and cfg.mpc.field == "FM64"
     node = load_node(cdir / "node1" / "node.toml")
     assert node.rank == 1 and node.party.id == "node1"
-    assert cfg.read_token().startswith("admin.")
+    assert cfg.default_identity().principal == "admin"
+    assert node.admin_key == cfg.default_identity().public_key
 
 
 def test_wrong_protocol_for_party_count(cdir):
@@ -56,14 +57,28 @@ def test_tls_with_missing_cert(tmp_path):
 
 def test_tls_with_missing_ca(tmp_path):
     init_cluster(tmp_path / "t", parties=3, tls=True)
-    (tmp_path / "t" / "pki" / "ca.pem").unlink()
-    with pytest.raises(ConfigError, match="CA certificate .* is missing"):
+    (tmp_path / "t" / "pki" / "nodes.pem").unlink()
+    with pytest.raises(ConfigError, match="trust bundle .* is missing"):
         load_cluster(tmp_path / "t" / "cluster.toml")
 
 
 def test_remote_hosts_need_tls(cdir):
     _rewrite(cdir / "cluster.toml", lambda d: d["parties"][0].update(link_host="10.0.0.5"))
     with pytest.raises(ConfigError, match="must use TLS"):
+        load_node(cdir / "node0" / "node.toml")
+
+
+def test_non_tls_node_listening_beyond_loopback_is_refused(cdir):
+    """Without TLS, signed requests and shares would cross the network in clear."""
+    for host in ("0.0.0.0", "10.0.0.5"):
+        _rewrite(cdir / "node0" / "node.toml", lambda d, h=host: d["node"].update(listen_host=h))
+        with pytest.raises(ConfigError, match="must use TLS"):
+            load_node(cdir / "node0" / "node.toml")
+
+
+def test_bad_admin_key(cdir):
+    _rewrite(cdir / "node0" / "node.toml", lambda d: d["node"].update(admin_key="ed25519:short"))
+    with pytest.raises(ConfigError, match="admin_key"):
         load_node(cdir / "node0" / "node.toml")
 
 

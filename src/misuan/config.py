@@ -4,7 +4,7 @@ Two files describe a deployment:
 
 * ``cluster.toml`` (public, shared with every node and client): the parties,
   their control URLs and link addresses, the MPC protocol and field, TLS and
-  timeouts. A client also finds its bearer token through it (``token_file``).
+  timeouts. A client may find its key file through it (``key_file``).
 * ``node.toml`` (one per node, private to that node's operator): which party
   this node is, where its state lives, its TLS key pair and storage key.
 
@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
-from .errors import ConfigError
+from .errors import ConfigError, InvalidInput
+from .identity import parse_public_key
 
 #: parties each protocol needs (SPU's own constraints).
 PROTOCOL_PARTIES: dict[str, tuple[int, ...]] = {
@@ -111,10 +112,11 @@ class ClusterConfig:
     tls: bool
     parties: tuple[PartySpec, ...]
     timeouts: Timeouts = field(default_factory=Timeouts)
-    #: CA certificate that signed every node certificate (when tls).
+    #: trust bundle: every node's pinned self-signed certificate (when tls).
     ca_cert: Path | None = None
-    #: bearer token file a client uses (may be absent on nodes).
-    token_file: Path | None = None
+    #: the key file of the principal a client acts as by default (local clusters:
+    #: the admin's; absent on nodes and in shared copies of the file).
+    key_file: Path | None = None
     #: the file this was read from.
     path: Path | None = None
 
@@ -127,13 +129,13 @@ class ClusterConfig:
             raise ConfigError(f"party rank {rank} is not in this cluster (0..{len(self.parties) - 1})")
         return self.parties[rank]
 
-    def read_token(self) -> str:
-        if self.token_file is None:
-            raise ConfigError("the cluster file names no token_file; pass a token explicitly")
-        try:
-            return self.token_file.read_text().strip()
-        except OSError as exc:
-            raise ConfigError(f"cannot read token file {self.token_file}: {exc.strerror}") from None
+    def default_identity(self):
+        """The :class:`~misuan.identity.Identity` in ``key_file``."""
+        from .identity import load_identity
+
+        if self.key_file is None:
+            raise ConfigError("the cluster file names no key_file; pass a key file (--key-file or MISUAN_KEY)")
+        return load_identity(self.key_file)
 
 
 @dataclass(frozen=True)
@@ -145,8 +147,9 @@ class NodeConfig:
     state_dir: Path
     listen_host: str
     listen_port: int
-    #: HMAC secret from which principal tokens are derived (file, 0600).
-    secret_file: Path
+    #: the cluster admin's public key (``ed25519:...``): the one principal this
+    #: node knows from its config; the admin registers every other principal.
+    admin_key: str
     #: AES-256-GCM key of the share store (file, 0600, 32 bytes).
     storage_key_file: Path
     tls_cert: Path | None = None
@@ -157,6 +160,9 @@ class NodeConfig:
     #: OpenMP threads per session worker for SPU's matrix products; 0 = auto
     #: (:meth:`compute_threads_or_auto`).
     compute_threads: int = 0
+    #: benchmark programs (``bench.*``) are registered only when this is on: they
+    #: add weight copies to a shared runtime, so never on a production node.
+    bench: bool = False
 
     @property
     def party(self) -> PartySpec:
@@ -227,8 +233,9 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def load_cluster(path: str | Path) -> ClusterConfig:
-    """Read and validate a ``cluster.toml``."""
+def load_cluster(path: str | Path, *, check_files: bool = True) -> ClusterConfig:
+    """Read and validate a ``cluster.toml`` (``check_files=False``: while a cluster is
+    being set up, before its trust bundle exists)."""
     path = Path(path).expanduser().resolve()
     raw = _read_toml(path)
     where = str(path)
@@ -287,8 +294,8 @@ def load_cluster(path: str | Path) -> ClusterConfig:
             raise ConfigError(f"{where}: tls = true needs https control URLs for every party")
         if ca is None:
             raise ConfigError(f"{where}: tls = true but no ca_cert given")
-        if not ca.is_file():
-            raise ConfigError(f"{where}: CA certificate {ca} is missing")
+        if check_files and not ca.is_file():
+            raise ConfigError(f"{where}: trust bundle {ca} is missing (misuan cluster trust)")
     ids = [p.id for p in parties]
     if len(set(ids)) != len(ids):
         raise ConfigError(f"{where}: party ids must be unique")
@@ -299,7 +306,7 @@ def load_cluster(path: str | Path) -> ClusterConfig:
         parties=tuple(parties),
         timeouts=timeouts,
         ca_cert=ca,
-        token_file=_resolve(base, _get(c, "token_file", str, where, None)),
+        key_file=_resolve(base, _get(c, "key_file", str, where, None)),
         path=path,
     )
 
@@ -333,17 +340,21 @@ def load_node(path: str | Path) -> NodeConfig:
         state_dir=_resolve(base, _get(n, "state_dir", str, where, ".")),
         listen_host=_get(n, "listen_host", str, where, party.control_host),
         listen_port=_get(n, "listen_port", int, where, party.control_port),
-        secret_file=_resolve(base, _get(n, "secret_file", str, where, "cluster.secret")),
+        admin_key=_get(n, "admin_key", str, where),
         storage_key_file=_resolve(base, _get(n, "storage_key", str, where, "storage.key")),
         tls_cert=_resolve(base, _get(n, "tls_cert", str, where, None)),
         tls_key=_resolve(base, _get(n, "tls_key", str, where, None)),
         log_level=_get(n, "log_level", str, where, "info"),
         data_dirs=tuple(_resolve(base, d) for d in _get(n, "data_dirs", list, where, ["data"]) if isinstance(d, str)),
         compute_threads=_get(n, "compute_threads", int, where, 0),
+        bench=_get(n, "bench", bool, where, False),
     )
     if cfg.compute_threads < 0:
         raise ConfigError(f"{where}: 'compute_threads' must be >= 0 (0 = auto)")
-    _check_secret_file(cfg.secret_file, "cluster secret")
+    try:
+        parse_public_key(cfg.admin_key)
+    except InvalidInput as exc:
+        raise ConfigError(f"{where}: admin_key: {exc}") from None
     _check_secret_file(cfg.storage_key_file, "storage key", 32)
     if cluster.tls:
         for what, p in (("TLS certificate", cfg.tls_cert), ("TLS private key", cfg.tls_key)):
@@ -351,6 +362,8 @@ def load_node(path: str | Path) -> NodeConfig:
                 raise ConfigError(f"{where}: the cluster uses TLS but no {what.lower()} is configured")
             if not p.is_file():
                 raise ConfigError(f"{what} {p} is missing")
-    elif not is_loopback(party.control_host) or not is_loopback(party.link_host):
-        raise ConfigError(f"{where}: party {rank} is not on loopback; the cluster must use TLS (cluster init --tls)")
+    elif not all(is_loopback(h) for h in (party.control_host, party.link_host, cfg.listen_host)):
+        # without TLS, credentials and shares would cross the network in clear:
+        # every address this node listens on must be loopback
+        raise ConfigError(f"{where}: party {rank} listens beyond loopback without TLS; the cluster must use TLS (cluster init --tls)")
     return cfg

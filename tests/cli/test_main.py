@@ -60,11 +60,13 @@ def test_errors_are_one_line(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["alice", "bob-2"])
-def test_token_issue(tmp_path, name):
-    d = str(tmp_path / "c")
-    misuan("cluster", "init", "--dir", d)
-    tok = json.loads(misuan("token", "issue", name, "--dir", d, "--json").stdout)["token"]
-    assert tok.startswith(name + ".")
+def test_key_new(tmp_path, name):
+    res = json.loads(misuan("key", "new", name, "--out", str(tmp_path / "k.key"), "--json").stdout)
+    assert res["principal"] == name and res["public_key"].startswith("ed25519:")
+    shown = json.loads(misuan("key", "show", str(tmp_path / "k.key"), "--json").stdout)
+    assert shown == {"principal": name, "public_key": res["public_key"]}
+    r = misuan("key", "new", name, "--out", str(tmp_path / "k.key"), check=False)
+    assert r.returncode == 1 and "refusing to overwrite" in r.stderr
 
 
 def test_model_commands(cluster3, tmp_path):

@@ -11,6 +11,7 @@ import pytest
 import misuan
 from misuan.client.transport import NodeClient
 from misuan.config import ClusterConfig, MpcSettings, PartySpec
+from misuan.identity import new_identity
 
 
 def _read_request(conn: socket.socket) -> bytes:
@@ -71,7 +72,7 @@ def server():
 def _client(port: int) -> NodeClient:
     party = PartySpec(0, "n0", f"http://127.0.0.1:{port}", "127.0.0.1", (1, 2))
     cluster = ClusterConfig("t", MpcSettings("ABY3", "FM64", 18), False, (party,))
-    return NodeClient(cluster, party, "token")
+    return NodeClient(cluster, party, new_identity("tester"))
 
 
 def test_get_retries_once_on_a_dropped_keep_alive_connection(server):

@@ -5,7 +5,8 @@ import pytest
 from misuan.cluster.init import init_cluster
 from misuan.config import load_cluster, load_node
 from misuan.errors import ClusterError, ConfigError
-from misuan.pki import check_node_cert, make_ca, make_node_cert
+from misuan.identity import load_identity
+from misuan.pki import check_node_cert, make_node_cert
 
 
 def _mode(p):
@@ -23,10 +24,15 @@ def test_init_writes_a_complete_tls_cluster(tmp_path):
         ports.update(range(p.link_ports[0], p.link_ports[1] + 1))
         node = load_node(d / f"node{p.rank}" / "node.toml")
         check_node_cert(node.tls_cert, node.tls_key, cfg.ca_cert, p)
-        for secret in ("storage.key", "cluster.secret", "tls/node.key", "node.toml"):
+        for secret in ("storage.key", "tls/node.key", "node.toml"):
             assert _mode(d / f"node{p.rank}" / secret) == 0o600, secret
+        assert node.admin_key == load_identity(d / "admin.key").public_key
     assert len(ports) == 3 * 17  # no port shared between parties
-    assert _mode(d / "admin.token") == 0o600 and _mode(d / "pki" / "ca.key") == 0o600
+    assert _mode(d / "admin.key") == 0o600
+    # no shared secret and no CA key anywhere: every node's keys are its own
+    assert not list(d.rglob("*.secret")) and not list(d.rglob("ca.key"))
+    keys = [(d / f"node{i}" / n).read_bytes() for i in range(3) for n in ("storage.key", "tls/node.key")]
+    assert len(set(keys)) == 6
 
 
 def test_two_parties_default_to_cheetah(tmp_path):
@@ -47,17 +53,18 @@ def test_bad_protocol_party_combination(tmp_path):
 def test_remote_hosts_default_to_tls(tmp_path):
     res = init_cluster(tmp_path / "r", parties=3, hosts=["10.0.0.1", "10.0.0.2", "10.0.0.3"])
     assert res.tls
+    # the multi-host path writes only the public cluster file: no node's keys
+    assert sorted(p.name for p in (tmp_path / "r").rglob("*")) == ["cluster.toml"]
     with pytest.raises(ClusterError, match="need TLS"):
         init_cluster(tmp_path / "r2", parties=3, hosts=["10.0.0.1", "10.0.0.2", "10.0.0.3"], tls=False)
 
 
-def test_certificate_from_another_ca_is_refused(tmp_path):
+def test_certificate_outside_the_trust_bundle_is_refused(tmp_path):
     init_cluster(tmp_path / "c", parties=3, tls=True)
     d = tmp_path / "c"
-    make_ca(tmp_path / "evil.pem", tmp_path / "evil.key", "evil")
-    make_node_cert(tmp_path / "evil.pem", tmp_path / "evil.key", d / "node1/tls/node.pem", d / "node1/tls/node.key", "node1", ["127.0.0.1"])
+    make_node_cert(d / "node1/tls/node.pem", d / "node1/tls/node.key", "node1", ["127.0.0.1"])
     cfg = load_node(d / "node1" / "node.toml")
-    with pytest.raises(ConfigError, match="not signed by the cluster CA"):
+    with pytest.raises(ConfigError, match="not in the cluster's trust bundle"):
         check_node_cert(cfg.tls_cert, cfg.tls_key, cfg.cluster.ca_cert, cfg.party)
 
 

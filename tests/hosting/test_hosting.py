@@ -10,7 +10,7 @@ import misuan
 from misuan.hosting import grant_model, list_models, publish_model, remove_model, revoke_model, show_model, verify_model
 from misuan.hosting.publish import check_receipt, hosted_tensors, load_receipt
 from misuan.models.loader import load_model
-from misuan.node.auth import issue_token
+from tests.conftest import client_as
 
 
 def _weights(path):
@@ -153,8 +153,7 @@ def test_nodes_refuse_to_run_different_programs(client3):
 
 
 def test_grants(client3, cluster3, hosted, tiny_dir):
-    secret = (cluster3.dir / "node0" / "cluster.secret").read_bytes().strip()
-    bob = misuan.connect(cluster3.cluster_file, issue_token(secret, "bob"))
+    bob = client_as(cluster3, "bob")
     try:
         assert all(m["name"] != "tiny" for m in list_models(bob))
         with pytest.raises(misuan.NotFound):

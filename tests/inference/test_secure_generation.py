@@ -76,10 +76,9 @@ def test_bad_inputs(client3, cluster3, tiny_hosted):
     msgs = [{"role": "user", "content": "hi"}]
     with pytest.raises(misuan.NotFound):
         list(client3.chat("no-such-model", msgs))
-    secret = (cluster3.dir / "node0" / "cluster.secret").read_bytes().strip()
-    from misuan.node.auth import issue_token
+    from tests.conftest import client_as
 
-    with misuan.connect(cluster3.cluster_file, issue_token(secret, "eve")) as eve:
+    with client_as(cluster3, "eve") as eve:
         with pytest.raises(misuan.NotFound):  # no grant: the model does not exist for eve
             list(eve.chat(tiny_hosted, msgs))
     bad = [

@@ -4,7 +4,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from misuan.cluster.init import init_cluster
+from misuan.client.transport import SignRequests
 from misuan.config import load_node
+from misuan.identity import load_identity, new_identity
 from misuan.node.app import create_app
 from misuan.node.service import NodeService
 
@@ -14,22 +16,28 @@ def api(tmp_path_factory):
     d = tmp_path_factory.mktemp("app")
     init_cluster(d, parties=3)
     cfg = load_node(d / "node0" / "node.toml")
-    token = (d / "admin.token").read_text().strip()
-    with TestClient(create_app(NodeService(cfg))) as tc:
-        tc.headers["Authorization"] = f"Bearer {token}"
+    with TestClient(create_app(NodeService(cfg)), base_url="http://127.0.0.1") as tc:
+        tc.auth = SignRequests(load_identity(d / "admin.key"), "node0")
         yield tc
 
 
 def test_health_needs_no_token(api):
-    r = api.get("/v1/health", headers={"Authorization": ""})
+    r = api.get("/v1/health", auth=None)
     assert r.status_code == 200 and r.json()["protocol"] == "ABY3"
 
 
-def test_wrong_token_is_401(api):
-    r = api.get("/v1/status", headers={"Authorization": "Bearer admin.wrong"})
+def test_openapi_schema_is_not_served(api):
+    assert api.get("/openapi.json", auth=None).status_code == 404
+    assert api.get("/openapi.json").status_code == 404
+
+
+def test_wrong_signature_is_401(api):
+    other = SignRequests(new_identity("admin"), "node0")  # a key that is not the admin's
+    r = api.get("/v1/status", auth=other)
     assert r.status_code == 401 and r.json()["error"] == "AuthError"
-    assert r.headers["www-authenticate"] == "Bearer"
-    assert api.get("/v1/status", headers={"Authorization": ""}).status_code == 401
+    assert r.headers["www-authenticate"] == "Misuan"
+    assert api.get("/v1/status", auth=None).status_code == 401
+    assert api.get("/v1/status", auth=None, headers={"Authorization": "Bearer admin.x"}).status_code == 401
 
 
 def test_malformed_request_is_422_naming_the_field(api):
@@ -69,13 +77,11 @@ def test_session_lifecycle_and_audit(api):
     assert "session.open" in ops and "session.close" in ops
 
 
-def test_other_principal_cannot_see_a_session(api, tmp_path_factory):
-    from misuan.node.auth import issue_token
-
+def test_other_principal_cannot_see_a_session(api):
     api.post("/v1/sessions", json={"session_id": "privsess01"})
-    node_dir = next(tmp_path_factory.getbasetemp().glob("app*/node0"))
-    bob = issue_token((node_dir / "cluster.secret").read_bytes().strip(), "bob")
-    r = api.delete("/v1/sessions/privsess01", headers={"Authorization": f"Bearer {bob}"})
+    bob = new_identity("bob")
+    assert api.post("/v1/principals", json={"principal": "bob", "public_key": bob.public_key}).status_code == 201
+    r = api.delete("/v1/sessions/privsess01", auth=SignRequests(bob, "node0"))
     assert r.status_code == 404
     assert api.delete("/v1/sessions/privsess01").status_code == 200
 

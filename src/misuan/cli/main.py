@@ -12,20 +12,20 @@ from rich.console import Console
 from rich.table import Table
 
 from ..errors import MisuanError
+from . import identity
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="misuan (密算): confidential computing for large models on SPU.")
 node_app = typer.Typer(no_args_is_help=True, help="Run a compute node (one party).")
 cluster_app = typer.Typer(no_args_is_help=True, help="Create, start, inspect and stop clusters.")
 audit_app = typer.Typer(no_args_is_help=True, help="Verify the nodes' hash-chained audit logs.")
-token_app = typer.Typer(no_args_is_help=True, help="Issue bearer tokens for principals.")
 psi_app = typer.Typer(no_args_is_help=True, help="Private set intersection (隐私求交) between two parties' nodes.")
 model_app = typer.Typer(no_args_is_help=True, help="Encrypted model hosting (密态托管): publish, list, show, rm, grant, revoke, verify.")
 app.add_typer(node_app, name="node")
 app.add_typer(cluster_app, name="cluster")
 app.add_typer(audit_app, name="audit")
-app.add_typer(token_app, name="token")
 app.add_typer(model_app, name="model")
 app.add_typer(psi_app, name="psi")
+identity.register(app, node_app, cluster_app)
 
 out = Console()
 err = Console(stderr=True)
@@ -75,14 +75,16 @@ def cluster_init(
     tls: Optional[bool] = typer.Option(None, "--tls/--no-tls", help="TLS for control API and links (default: on unless all loopback)"),
     protocol: Optional[str] = typer.Option(None, "--protocol", help="ABY3 (3 parties) | CHEETAH (2) | SEMI2K"),
     ids: Optional[str] = typer.Option(None, "--ids", help="comma-separated party names (default node0,node1,...)"),
+    separate: Optional[bool] = typer.Option(None, "--separate/--local", help="only the public cluster file, each operator "
+                                            "runs `misuan node init` on its own host (default: when a host is not loopback)"),
     force: bool = typer.Option(False, "--force"),
     as_json: bool = JsonOpt,
 ):
-    """Write a cluster file, node configs, tokens, keys and certificates."""
+    """Write a cluster file; for a local cluster also the admin key and every node's keys and certificate."""
     from ..cluster.init import init_cluster
 
     res = init_cluster(dir, parties=parties, hosts=hosts.split(",") if hosts else None, tls=tls, protocol=protocol, force=force,
-                       ids=ids.split(",") if ids else None)
+                       ids=ids.split(",") if ids else None, separate=separate)
     info = {"dir": str(res.dir), "cluster_file": str(res.cluster_file), "parties": res.parties, "protocol": res.protocol, "tls": res.tls}
     if as_json:
         _emit_json(info)
@@ -188,34 +190,16 @@ def audit_verify(dir: Path = DirOpt, as_json: bool = JsonOpt):
         raise typer.Exit(1)
 
 
-# ------------------------------------------------------------------ tokens
-
-
-@token_app.command("issue")
-def token_issue(name: str, dir: Path = DirOpt, as_json: bool = JsonOpt):
-    """Derive the bearer token of principal NAME (needs a node's cluster secret)."""
-    from ..node.auth import issue_token
-
-    secrets = sorted(dir.expanduser().resolve().glob("node*/cluster.secret"))
-    if not secrets:
-        raise MisuanError(f"no cluster secret under {dir}; run this where the cluster was initialised")
-    token = issue_token(secrets[0].read_bytes().strip(), name)
-    if as_json:
-        _emit_json({"principal": name, "token": token})
-    else:
-        out.print(token, markup=False, highlight=False)
-
-
 # ------------------------------------------------------------------ models
 
 ClusterOpt = typer.Option(None, "--cluster", "-c", help="cluster file (default: <default dir>/cluster.toml)")
-TokenOpt = typer.Option(None, "--token", envvar="MISUAN_TOKEN", help="bearer token (default: the cluster's token_file)")
+KeyOpt = typer.Option(None, "--key-file", envvar="MISUAN_KEY", help="your key file (default: the cluster file's key_file)")
 
 
-def _client(cluster: Optional[Path], token: Optional[str]):
+def _client(cluster: Optional[Path], key: Optional[Path]):
     from ..client.client import connect
 
-    return connect(cluster or DEFAULT_DIR / "cluster.toml", token)
+    return connect(cluster or DEFAULT_DIR / "cluster.toml", key)
 
 
 @model_app.command("publish")
@@ -223,7 +207,7 @@ def model_publish(
     path: Path = typer.Argument(..., help="GGUF file or Hugging Face model directory"),
     name: str = typer.Option(..., "--name", "-n"),
     cluster: Optional[Path] = ClusterOpt,
-    token: Optional[str] = TokenOpt,
+    key_file: Optional[Path] = KeyOpt,
     receipt: Optional[Path] = typer.Option(None, "--receipt", help="where to keep the commitment receipt (default ~/.misuan/receipts/)"),
     as_json: bool = JsonOpt,
 ):
@@ -232,7 +216,7 @@ def model_publish(
 
     from ..hosting import publish_model
 
-    with _client(cluster, token) as client:
+    with _client(cluster, key_file) as client:
         if as_json:
             res = publish_model(client, path, name, receipt=receipt or True)
             _emit_json(res.to_dict())
@@ -254,11 +238,11 @@ def model_publish(
 
 
 @model_app.command("list")
-def model_list(cluster: Optional[Path] = ClusterOpt, token: Optional[str] = TokenOpt, as_json: bool = JsonOpt):
+def model_list(cluster: Optional[Path] = ClusterOpt, key_file: Optional[Path] = KeyOpt, as_json: bool = JsonOpt):
     """Models registered on every node that you own or were granted."""
     from ..hosting import list_models
 
-    with _client(cluster, token) as client:
+    with _client(cluster, key_file) as client:
         rows = list_models(client)
     if as_json:
         _emit_json(rows)
@@ -274,11 +258,11 @@ def model_list(cluster: Optional[Path] = ClusterOpt, token: Optional[str] = Toke
 
 @model_app.command("show")
 def model_show(name: str, version: Optional[int] = typer.Option(None, "--version", "-v"), cluster: Optional[Path] = ClusterOpt,
-               token: Optional[str] = TokenOpt, as_json: bool = JsonOpt):
+               key_file: Optional[Path] = KeyOpt, as_json: bool = JsonOpt):
     """Public config, tensors and commitments of a hosted model (checked identical on every node)."""
     from ..hosting import show_model
 
-    with _client(cluster, token) as client:
+    with _client(cluster, key_file) as client:
         info = show_model(client, name, version)
     if as_json:
         _emit_json(info)
@@ -294,11 +278,11 @@ def model_show(name: str, version: Optional[int] = typer.Option(None, "--version
 
 @model_app.command("rm")
 def model_rm(name: str, version: Optional[int] = typer.Option(None, "--version", "-v"), cluster: Optional[Path] = ClusterOpt,
-             token: Optional[str] = TokenOpt, as_json: bool = JsonOpt):
+             key_file: Optional[Path] = KeyOpt, as_json: bool = JsonOpt):
     """Remove a model (or one version) and its shares from every node (owner only)."""
     from ..hosting import remove_model
 
-    with _client(cluster, token) as client:
+    with _client(cluster, key_file) as client:
         removed = remove_model(client, name, version)
     if as_json:
         _emit_json({"name": name, "removed_versions": removed})
@@ -307,34 +291,34 @@ def model_rm(name: str, version: Optional[int] = typer.Option(None, "--version",
 
 
 @model_app.command("grant")
-def model_grant(name: str, to: str = typer.Option(..., "--to"), cluster: Optional[Path] = ClusterOpt, token: Optional[str] = TokenOpt,
+def model_grant(name: str, to: str = typer.Option(..., "--to"), cluster: Optional[Path] = ClusterOpt, key_file: Optional[Path] = KeyOpt,
                 as_json: bool = JsonOpt):
     """Allow PRINCIPAL to run inference on NAME (owner only)."""
     from ..hosting import grant_model
 
-    with _client(cluster, token) as client:
+    with _client(cluster, key_file) as client:
         grant_model(client, name, to)
     _emit_json({"name": name, "granted": to}) if as_json else out.print(f"{to} may now use {name}")
 
 
 @model_app.command("revoke")
 def model_revoke(name: str, to: str = typer.Option(..., "--from", "--to"), cluster: Optional[Path] = ClusterOpt,
-                 token: Optional[str] = TokenOpt, as_json: bool = JsonOpt):
+                 key_file: Optional[Path] = KeyOpt, as_json: bool = JsonOpt):
     """Withdraw PRINCIPAL's grant on NAME (owner only)."""
     from ..hosting import revoke_model
 
-    with _client(cluster, token) as client:
+    with _client(cluster, key_file) as client:
         had = revoke_model(client, name, to)
     _emit_json({"name": name, "revoked": to, "had_grant": had}) if as_json else out.print(f"{to} may no longer use {name}" if had else f"{to} had no grant on {name}")
 
 
 @model_app.command("verify")
 def model_verify(name: str, path: Path = typer.Argument(..., help="the owner's plaintext model"), version: Optional[int] = typer.Option(None, "--version", "-v"),
-                 cluster: Optional[Path] = ClusterOpt, token: Optional[str] = TokenOpt, as_json: bool = JsonOpt):
+                 cluster: Optional[Path] = ClusterOpt, key_file: Optional[Path] = KeyOpt, as_json: bool = JsonOpt):
     """Owner-only: check the hosted shares reconstruct to your weights (random probes, nothing revealed to nodes)."""
     from ..hosting import verify_model
 
-    with _client(cluster, token) as client:
+    with _client(cluster, key_file) as client:
         res = verify_model(client, name, path, version)
     if as_json:
         _emit_json(res)
@@ -359,7 +343,7 @@ def psi_run(
     duplicates: str = typer.Option("refuse", "--duplicates", help="refuse | first | all"),
     casefold: bool = typer.Option(False, "--casefold", help="compare keys case-insensitively"),
     cluster: Optional[Path] = ClusterOpt,
-    token: Optional[str] = TokenOpt,
+    key_file: Optional[Path] = KeyOpt,
     as_json: bool = JsonOpt,
 ):
     """Intersect two parties' tables; each file stays on its own node."""
@@ -371,7 +355,7 @@ def psi_run(
         if not sep or not name or not path:
             raise MisuanError(f"--party takes NAME=PATH, got {item!r}")
         parties[name] = path
-    with _client(cluster, token) as client:
+    with _client(cluster, key_file) as client:
         kw = dict(protocol=protocol, receiver=receiver, join=join, out=out_path, duplicates=duplicates, casefold=casefold)
         if as_json:
             res = client.psi(parties, key, **kw)
@@ -401,7 +385,7 @@ def _receipt_source(name: str) -> Path:
     return Path(json.loads(receipts[-1].read_text())["source"])
 
 
-def _load_generator(model: str, cluster, token, plaintext: bool, weights: Optional[Path], quiet: bool):
+def _load_generator(model: str, cluster, key_file, plaintext: bool, weights: Optional[Path], quiet: bool):
     if plaintext:
         from ..inference.plain import PlainModel
 
@@ -410,7 +394,7 @@ def _load_generator(model: str, cluster, token, plaintext: bool, weights: Option
             return PlainModel(path), None
         with err.status(f"loading {path} (plaintext reference engine)…"):
             return PlainModel(path), None
-    client = _client(cluster, token)
+    client = _client(cluster, key_file)
     if quiet:
         return client.model(model), client
     with err.status(f"loading {model} into the nodes' secure runtime (first use can take ~20 s)…"):
@@ -430,7 +414,7 @@ def generate_cmd(
     plaintext: bool = typer.Option(False, "--plaintext", help="run the reference engine locally on your own weights"),
     weights: Optional[Path] = typer.Option(None, "--weights", help="weights for --plaintext (default: the publish receipt's source)"),
     cluster: Optional[Path] = ClusterOpt,
-    token: Optional[str] = TokenOpt,
+    key_file: Optional[Path] = KeyOpt,
     as_json: bool = JsonOpt,
 ):
     """Answer one prompt under MPC, streaming tokens as they arrive."""
@@ -440,7 +424,7 @@ def generate_cmd(
 
     params = GenerationParams(max_tokens, temperature, top_p, seed, fixed_length)
     params.check(secure=not plaintext)
-    gen, client = _load_generator(model, cluster, token, plaintext, weights, as_json)
+    gen, client = _load_generator(model, cluster, key_file, plaintext, weights, as_json)
     stats = GenerationStats()
     ids: list[int] = []
     text = ""
@@ -490,14 +474,14 @@ def chat_cmd(
     plaintext: bool = typer.Option(False, "--plaintext"),
     weights: Optional[Path] = typer.Option(None, "--weights"),
     cluster: Optional[Path] = ClusterOpt,
-    token: Optional[str] = TokenOpt,
+    key_file: Optional[Path] = KeyOpt,
 ):
     """Interactive multi-turn chat (empty line or /exit quits)."""
     from ..inference.engine import GenerationParams
 
     params = GenerationParams(max_tokens, temperature, 1.0, seed)
     params.check(secure=not plaintext)
-    gen, client = _load_generator(model, cluster, token, plaintext, weights, False)
+    gen, client = _load_generator(model, cluster, key_file, plaintext, weights, False)
     messages: list[dict] = [{"role": "system", "content": system}] if system else []
     err.print(f"[dim]chatting with {model} ({'plaintext' if plaintext else 'MPC'}); empty line or /exit to quit[/dim]")
     try:

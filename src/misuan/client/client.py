@@ -20,6 +20,7 @@ import numpy as np
 
 from .. import errors as E
 from ..config import ClusterConfig, load_cluster
+from ..identity import Identity, load_identity
 from ..mpc.compile import Program, compile_program, spec_of
 from ..mpc.shares import SecretShare, Sharer
 from .transport import NodeClient
@@ -161,10 +162,14 @@ class ClusterSession:
 class Client:
     """A handle on a running cluster (local or remote)."""
 
-    def __init__(self, cluster: ClusterConfig, token: str | None = None):
+    def __init__(self, cluster: ClusterConfig, identity: Identity | str | Path | None = None):
         self.cluster = cluster
-        token = token or cluster.read_token()
-        self.nodes = [NodeClient(cluster, p, token) for p in cluster.parties]
+        if identity is None:
+            identity = cluster.default_identity()
+        elif not isinstance(identity, Identity):
+            identity = load_identity(identity)
+        self.identity = identity
+        self.nodes = [NodeClient(cluster, p, identity) for p in cluster.parties]
         self.sharer = Sharer(cluster.mpc, cluster.world_size)
         self._pool = ThreadPoolExecutor(max_workers=max(4, 2 * cluster.world_size), thread_name_prefix="misuan-client")
         self._programs: dict[tuple, Program] = {}
@@ -310,6 +315,8 @@ class Client:
         self.close()
 
 
-def connect(cluster_file: str | Path, token: str | None = None) -> Client:
-    """A client for an already running cluster described by ``cluster_file``."""
-    return Client(load_cluster(cluster_file), token)
+def connect(cluster_file: str | Path, identity: Identity | str | Path | None = None) -> Client:
+    """A client for an already running cluster described by ``cluster_file``, acting
+    as ``identity`` (an :class:`~misuan.identity.Identity` or a key file; default:
+    the cluster file's ``key_file``)."""
+    return Client(load_cluster(cluster_file), identity)

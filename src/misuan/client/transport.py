@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import ssl
 
 import httpx
 
 from .. import errors as E
 from ..config import CLIENT_KEEP_ALIVE_S, ClusterConfig, PartySpec
+from ..identity import BODY_HEADER, Identity
 
 _BY_NAME = {
     cls.__name__: cls
@@ -34,10 +36,36 @@ def _chunks(parts, step: int = 4 << 20):
             yield view[off : off + step]
 
 
+def _sha256(parts) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part)
+    return h.hexdigest()
+
+
+class SignRequests(httpx.Auth):
+    """Signs every request for one node with the principal's key (see :mod:`misuan.identity`).
+
+    A streamed body must come with its SHA-256 in ``X-Misuan-Content-SHA256``;
+    other bodies are hashed here."""
+
+    def __init__(self, identity: Identity, party_id: str):
+        self.identity = identity
+        self.party_id = party_id
+
+    def __call__(self, request: httpx.Request) -> httpx.Request:
+        declared = request.headers.get(BODY_HEADER) or hashlib.sha256(request.content).hexdigest()
+        request.headers.update(self.identity.sign_request(self.party_id, request.method, request.url.raw_path.decode("ascii"), declared))
+        return request
+
+    def auth_flow(self, request: httpx.Request):
+        yield self(request)
+
+
 class NodeClient:
     """Typed calls to one node's control API."""
 
-    def __init__(self, cluster: ClusterConfig, party: PartySpec, token: str):
+    def __init__(self, cluster: ClusterConfig, party: PartySpec, identity: Identity):
         self.party = party
         self.name = f"node {party.rank} ({party.id} at {party.control_url})"
         t = cluster.timeouts
@@ -47,7 +75,7 @@ class NodeClient:
         self._read_timeout = t.http_read_s
         self._http = httpx.Client(
             base_url=party.control_url,
-            headers={"Authorization": f"Bearer {token}"},
+            auth=SignRequests(identity, party.id),
             timeout=httpx.Timeout(t.http_read_s, connect=t.http_connect_s),
             verify=verify,
             # drop idle connections well before the node does (config.NODE_KEEP_ALIVE_S), so a
@@ -110,6 +138,18 @@ class NodeClient:
 
     # ------------------------------------------------------------ API
 
+    def whoami(self) -> dict:
+        return self._request("GET", "/v1/whoami").json()
+
+    def principals(self) -> list[dict]:
+        return self._request("GET", "/v1/principals").json()
+
+    def register_principal(self, name: str, public_key: str) -> dict:
+        return self._request("POST", "/v1/principals", json={"principal": name, "public_key": public_key}).json()
+
+    def revoke_principal(self, name: str) -> dict:
+        return self._request("DELETE", f"/v1/principals/{name}").json()
+
     def health(self) -> dict:
         return self._request("GET", "/v1/health").json()
 
@@ -135,7 +175,7 @@ class NodeClient:
     def put_var(self, sid: str, name: str, data: bytes) -> None:
         self._request(
             "PUT", f"/v1/sessions/{sid}/vars/{name}", content=_chunks([data]),
-            headers={"Content-Type": "application/octet-stream", "Content-Length": str(len(data))},
+            headers={"Content-Type": "application/octet-stream", "Content-Length": str(len(data)), BODY_HEADER: _sha256([data])},
             timeout=self._size_timeout(len(data)),
         )
 
@@ -178,7 +218,10 @@ class NodeClient:
             "PUT",
             f"/v1/uploads/{uid}/tensors/{tensor}",
             content=_chunks(views),
-            headers={"Content-Type": "application/octet-stream", "Content-Length": str(sum(len(v) for v in views))},
+            headers={
+                "Content-Type": "application/octet-stream", "Content-Length": str(sum(len(v) for v in views)),
+                BODY_HEADER: _sha256(views),
+            },
             timeout=None,
         ).json()
 
@@ -216,7 +259,8 @@ class NodeClient:
     def runtime_put(self, name: str, version: int, rid: str, request: str, var: str, data: bytes) -> None:
         self._request(
             "PUT", f"/v1/models/{name}/runtime/{rid}/requests/{request}/vars/{var}", params={"version": version},
-            content=_chunks([data]), headers={"Content-Type": "application/octet-stream", "Content-Length": str(len(data))},
+            content=_chunks([data]),
+            headers={"Content-Type": "application/octet-stream", "Content-Length": str(len(data)), BODY_HEADER: _sha256([data])},
             timeout=self._size_timeout(len(data)),
         )
 

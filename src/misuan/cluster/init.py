@@ -1,20 +1,23 @@
 """``misuan cluster init``: write a cluster file and everything each node needs.
 
-Layout of a cluster directory ``D``::
+Layout of a local cluster directory ``D`` (one machine plays every party)::
 
     D/cluster.toml          public: parties, URLs, link ports, protocol, TLS
-    D/admin.token           the admin principal's bearer token (0600)
-    D/pki/ca.pem, ca.key    the cluster CA (keep ca.key offline in production)
-    D/node<i>/node.toml     node i's private config
-    D/node<i>/cluster.secret, storage.key, tls/node.pem, tls/node.key   (0600 keys)
+    D/admin.key             the admin principal's Ed25519 key (0600)
+    D/pki/nodes.pem         trust bundle: every node's self-signed certificate
+    D/node<i>/node.toml     node i's private config (names the admin's public key)
+    D/node<i>/storage.key, tls/node.pem, tls/node.key   (0600 keys)
 
-For a multi-host deployment, copy ``cluster.toml`` + ``pki/ca.pem`` and the
-directory ``node<i>`` to host i; clients need ``cluster.toml``, ``pki/ca.pem``
-and a token.
+A multi-host cluster is set up without any machine holding another's keys:
+``cluster init --hosts`` writes only ``cluster.toml``; each operator runs
+``misuan node init`` on its own host (storage key, TLS key pair, self-signed
+certificate, all made there); ``misuan cluster trust`` bundles the exchanged
+certificates into ``pki/nodes.pem``, which every node and client then pins.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
 import socket
@@ -25,12 +28,14 @@ import tomli_w
 
 from .._fs import atomic_write
 from ..config import DEFAULT_PROTOCOL, MpcSettings, Timeouts, is_loopback, load_cluster
-from ..errors import ClusterError, ConfigError
-from ..node import auth
+from ..errors import ClusterError, ConfigError, InvalidInput
+from ..identity import ADMIN, new_identity, parse_public_key
 from ..node.store import create_key_file
-from ..pki import make_ca, make_node_cert
+from ..pki import make_node_cert, write_trust_bundle
 
 LINK_PORTS_PER_NODE = 16
+#: the cluster's trust bundle: every node's self-signed certificate (public)
+TRUST_BUNDLE = "pki/nodes.pem"
 
 
 @dataclass(frozen=True)
@@ -88,6 +93,7 @@ def cluster_doc(
     tls: bool,
     parties: list[dict],
     timeouts: Timeouts,
+    key_file: str | None = None,
 ) -> dict:
     doc = {
         "cluster": {
@@ -96,7 +102,6 @@ def cluster_doc(
             "field": mpc.field,
             "fxp_fraction_bits": mpc.fxp_fraction_bits,
             "tls": tls,
-            "token_file": "admin.token",
         },
         "timeouts": {
             "link_recv_ms": timeouts.link_recv_ms,
@@ -107,8 +112,10 @@ def cluster_doc(
         },
         "parties": parties,
     }
+    if key_file:
+        doc["cluster"]["key_file"] = key_file
     if tls:
-        doc["cluster"]["ca_cert"] = "pki/ca.pem"
+        doc["cluster"]["ca_cert"] = TRUST_BUNDLE
     return doc
 
 
@@ -130,8 +137,14 @@ def init_cluster(
     force: bool = False,
     name: str = "misuan",
     ids: list[str] | None = None,
+    bench: bool = False,
+    separate: bool | None = None,
 ) -> InitResult:
-    """Create a cluster directory. Refuses to overwrite an existing one unless ``force``."""
+    """Create a cluster directory. Refuses to overwrite an existing one unless ``force``.
+
+    ``separate`` (default: when any host is not loopback) writes only the public
+    cluster file, for operators who each make their node's keys on their own
+    host; otherwise this machine plays every party and makes everything."""
     d = Path(directory).expanduser().resolve()
     cluster_file = d / "cluster.toml"
     if cluster_file.exists() and not force:
@@ -178,38 +191,91 @@ def init_cluster(
         )
 
     d.mkdir(parents=True, exist_ok=True)
-    secret = secrets.token_hex(32).encode()
-    atomic_write(d / "admin.token", (auth.issue_token(secret, auth.ADMIN) + "\n").encode(), 0o600)
+    if separate if separate is not None else not local:
+        # Multi-host: only the public cluster file. Each operator makes its node's
+        # keys on its own host (`misuan node init`), the certificates are collected
+        # into the trust bundle (`misuan cluster trust`): no machine holds another's keys.
+        write_toml(cluster_file, cluster_doc(name, mpc, tls, plist, timeouts, key_file=None))
+        load_cluster(cluster_file, check_files=False)  # validate what we wrote
+        return InitResult(d, cluster_file, parties, mpc.protocol, tls)
+    # The one-command local cluster: this machine is every party and the admin.
+    admin_file = d / "admin.key"
+    if admin_file.exists():
+        if not force:
+            raise ClusterError(f"{admin_file} already exists")
+        admin_file.unlink()
+    admin = new_identity(ADMIN)
+    admin.save(admin_file)
+    write_toml(cluster_file, cluster_doc(name, mpc, tls, plist, timeouts, key_file="admin.key"))
+    for i in range(parties):
+        init_node(d / f"node{i}", cluster_file, i, admin.public_key, force=force, bench=bench, check_files=False)
     if tls:
-        (d / "pki").mkdir(exist_ok=True)
-        make_ca(d / "pki" / "ca.pem", d / "pki" / "ca.key", name)
-    for i, host in enumerate(hosts):
-        nd = d / f"node{i}"
-        nd.mkdir(exist_ok=True)
-        atomic_write(nd / "cluster.secret", secret, 0o600)
-        key = nd / "storage.key"
-        if key.exists():
-            if not force:
-                raise ClusterError(f"{key} already exists")
-            key.unlink()
-        create_key_file(key)
-        node = {
-            "rank": i,
-            "cluster": "../cluster.toml",
-            "state_dir": ".",
-            "listen_host": "127.0.0.1" if is_loopback(host) else "0.0.0.0",
-            "secret_file": "cluster.secret",
-            "storage_key": "storage.key",
-            # files PSI jobs may read: the whole machine for a local cluster
-            # (the operator is its only user), a data dir on shared hosts
-            "data_dirs": ["/"] if is_loopback(host) else ["data"],
-        }
-        if tls:
-            (nd / "tls").mkdir(exist_ok=True)
-            make_node_cert(d / "pki" / "ca.pem", d / "pki" / "ca.key", nd / "tls" / "node.pem", nd / "tls" / "node.key", ids[i], [host])
-            node["tls_cert"] = "tls/node.pem"
-            node["tls_key"] = "tls/node.key"
-        write_toml(nd / "node.toml", {"node": node}, 0o600)
-    write_toml(cluster_file, cluster_doc(name, mpc, tls, plist, timeouts))
+        write_trust_bundle(d / TRUST_BUNDLE, [d / f"node{i}" / "tls" / "node.pem" for i in range(parties)])
     cfg = load_cluster(cluster_file)  # validate what we wrote
     return InitResult(d, cluster_file, cfg.world_size, cfg.mpc.protocol, cfg.tls)
+
+
+def init_node(
+    directory: str | Path,
+    cluster_file: str | Path,
+    rank: int,
+    admin_key: str,
+    *,
+    force: bool = False,
+    bench: bool = False,
+    check_files: bool = True,
+) -> Path:
+    """Make one node's private files on its own host: ``node.toml``, its storage key
+    and (with TLS) its key pair and self-signed certificate. Returns the node.toml path."""
+    cluster_file = Path(cluster_file).expanduser().resolve()
+    cfg = load_cluster(cluster_file, check_files=check_files)
+    party = cfg.party(rank)
+    try:
+        parse_public_key(admin_key)
+    except InvalidInput as exc:
+        raise ClusterError(f"admin key: {exc}") from None
+    nd = Path(directory).expanduser().resolve()
+    nd.mkdir(parents=True, exist_ok=True)
+    node_toml = nd / "node.toml"
+    if node_toml.exists() and not force:
+        raise ClusterError(f"{node_toml} already exists (use --force to overwrite)")
+    key = nd / "storage.key"
+    if key.exists():
+        if not force:
+            raise ClusterError(f"{key} already exists")
+        key.unlink()
+    create_key_file(key)
+    (nd / "data").mkdir(exist_ok=True)
+    local = is_loopback(party.control_host)
+    node = {
+        "rank": rank,
+        "cluster": os.path.relpath(cluster_file, nd),
+        "state_dir": ".",
+        "listen_host": "127.0.0.1" if local else "0.0.0.0",
+        "admin_key": admin_key,
+        "storage_key": "storage.key",
+        # files PSI jobs may read: the whole machine for a local cluster
+        # (the operator is its only user), a data dir on shared hosts
+        "data_dirs": ["/"] if local else ["data"],
+    }
+    if bench:  # benchmark programs (never on a production node)
+        node["bench"] = True
+    if cfg.tls:
+        (nd / "tls").mkdir(exist_ok=True)
+        make_node_cert(nd / "tls" / "node.pem", nd / "tls" / "node.key", party.id, [party.control_host, party.link_host])
+        node["tls_cert"] = "tls/node.pem"
+        node["tls_key"] = "tls/node.key"
+    write_toml(node_toml, {"node": node}, 0o600)
+    return node_toml
+
+
+def trust(directory: str | Path, certs: list[Path]) -> Path:
+    """Write the cluster's trust bundle from every node's certificate (rank order)."""
+    d = Path(directory).expanduser().resolve()
+    cfg = load_cluster(d / "cluster.toml", check_files=False)
+    if len(certs) != cfg.world_size:
+        raise ClusterError(f"the cluster has {cfg.world_size} parties; give one certificate each, in rank order")
+    out = d / TRUST_BUNDLE
+    write_trust_bundle(out, certs)
+    load_cluster(d / "cluster.toml")
+    return out

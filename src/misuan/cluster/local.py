@@ -24,6 +24,7 @@ import tomllib
 from .. import errors as E
 from ..client.client import Client
 from ..client.transport import NodeClient
+from ..identity import Identity
 from ..config import ClusterConfig, Timeouts, is_loopback, load_cluster
 from .init import LINK_PORTS_PER_NODE, find_port_block, init_cluster, port_free, write_toml
 
@@ -61,8 +62,8 @@ def _node_process(d: Path, rank: int) -> psutil.Process | None:
     return proc
 
 
-def _healthy(cfg: ClusterConfig, rank: int, token: str) -> bool:
-    nc = NodeClient(cfg, cfg.party(rank), token)
+def _healthy(cfg: ClusterConfig, rank: int, identity: Identity) -> bool:
+    nc = NodeClient(cfg, cfg.party(rank), identity)
     try:
         return bool(nc.health().get("ok"))
     except E.MisuanError:
@@ -113,13 +114,14 @@ def up(
     timeouts: Timeouts | None = None,
     timeout: float = START_TIMEOUT_S,
     ids: list[str] | None = None,
+    bench: bool = False,
 ) -> list[NodeState]:
     """Start every local node of the cluster in ``directory`` (init it if needed)."""
     d = Path(directory).expanduser().resolve()
     if not (d / "cluster.toml").exists():
-        init_cluster(d, parties=parties, tls=tls, protocol=protocol, timeouts=timeouts, ids=ids)
+        init_cluster(d, parties=parties, tls=tls, protocol=protocol, timeouts=timeouts, ids=ids, bench=bench)
     cfg = load_cluster(d / "cluster.toml")
-    token = cfg.read_token()
+    identity = cfg.default_identity()
     notes: dict[int, str] = {}
     started: dict[int, subprocess.Popen] = {}
     running: dict[int, int] = {}
@@ -165,14 +167,14 @@ def up(
                 reason = _refusal(d / f"node{r}" / "logs" / "node.log") or f"exit code {started[r].returncode}"
                 down(d)
                 raise E.ClusterError(f"node {r} failed to start: {reason}")
-            if _healthy(cfg, r, token):
+            if _healthy(cfg, r, identity):
                 pending.discard(r)
         if pending:
             time.sleep(0.2)
     if pending:
         down(d)
         raise E.ClusterError(f"nodes {sorted(pending)} did not become healthy within {timeout:.0f} s")
-    with Client(cfg, token) as client:
+    with Client(cfg, identity) as client:
         try:
             client.linkcheck()
         except E.MisuanError as exc:
@@ -224,10 +226,10 @@ def status(directory: str | Path) -> list[dict]:
     """Each node's health, protocol, uptime, resident assets and memory."""
     d = Path(directory).expanduser().resolve()
     cfg = load_cluster(d / "cluster.toml")
-    token = cfg.read_token()
+    identity = cfg.default_identity()
     out = []
     for p in cfg.parties:
-        nc = NodeClient(cfg, p, token)
+        nc = NodeClient(cfg, p, identity)
         try:
             st = nc.status()
             out.append({"rank": p.rank, "id": p.id, "url": p.control_url, "healthy": True, **st})
@@ -254,10 +256,26 @@ class LocalCluster:
     def config(self) -> ClusterConfig:
         return load_cluster(self.cluster_file)
 
-    def client(self, token: str | None = None) -> Client:
-        c = Client(self.config, token)
+    def client(self, identity: Identity | str | Path | None = None) -> Client:
+        """A client acting as ``identity`` (default: the cluster's admin key file)."""
+        c = Client(self.config, identity)
         self._clients.append(c)
         return c
+
+    def principal(self, name: str) -> Identity:
+        """Principal ``name``'s identity for this local cluster: its key pair is made
+        here (``D/keys/NAME.key``) and registered on every node by the admin.
+        Local clusters only: on a real deployment each principal makes its key on
+        its own machine (``misuan key new``) and the admin registers the public key."""
+        from ..identity import load_identity, new_identity
+
+        path = self.dir / "keys" / f"{name}.key"
+        ident = load_identity(path) if path.exists() else new_identity(name)
+        if not path.exists():
+            ident.save(path)
+        with Client(self.config) as admin:
+            admin.fanout(lambda i: admin.nodes[i].register_principal(name, ident.public_key))
+        return ident
 
     def stop(self) -> None:
         for c in self._clients:
@@ -276,6 +294,7 @@ def local_cluster(
     timeouts: Timeouts | None = None,
     keep: bool = False,
     ids: list[str] | None = None,
+    bench: bool = False,
 ) -> Iterator[LocalCluster]:
     """Start local nodes for the duration of a ``with`` block.
 
@@ -290,7 +309,7 @@ def local_cluster(
         tmp = Path(tempfile.mkdtemp(prefix="misuan-cluster-"))
         dir = tmp
     d = Path(dir).expanduser().resolve()
-    states = up(d, parties=parties, tls=tls, protocol=protocol, timeouts=timeouts, ids=ids)
+    states = up(d, parties=parties, tls=tls, protocol=protocol, timeouts=timeouts, ids=ids, bench=bench)
     started = any(s.started_now for s in states)
     lc = LocalCluster(d, started)
     try:

@@ -3,6 +3,14 @@
 The daemon validates share headers and program names without loading
 ``libspu`` (≈ 220 MB of resident memory); workers, which run SPU, do load it.
 Only the wire format is used: varints and length-delimited fields.
+
+The reader is strict where a lenient one would read a message differently from
+libspu's C++ parser (a parser differential lets a program smuggle names past
+the node's checks): a field key is a varint of at most 5 bytes below 2^32 with
+a field number in 1..2^29-1 (protobuf's ``ReadTag`` truncates longer keys to 32
+bits), a length fits in a signed 32-bit int, and every varint is canonical
+(no redundant trailing zero bytes). Anything else is :class:`InvalidInput`. The
+session worker also re-checks the names with libspu's own parse before a run.
 """
 
 from __future__ import annotations
@@ -10,15 +18,22 @@ from __future__ import annotations
 from ..errors import InvalidInput
 
 
-def _varint(buf: bytes, pos: int) -> tuple[int, int]:
+_MAX_FIELD = (1 << 29) - 1
+_MAX_LEN = (1 << 31) - 1
+
+
+def _varint(buf: bytes, pos: int, max_bytes: int = 10, limit: int = 1 << 64) -> tuple[int, int]:
     value = shift = 0
+    start = pos
     while True:
-        if pos >= len(buf) or shift > 63:
+        if pos >= len(buf) or pos - start >= max_bytes:
             raise InvalidInput("malformed protobuf")
         b = buf[pos]
         pos += 1
         value |= (b & 0x7F) << shift
         if b < 0x80:
+            if (b == 0 and pos - start > 1) or value >= limit:  # non-canonical or out of range
+                raise InvalidInput("malformed protobuf")
             return value, pos
         shift += 7
 
@@ -28,21 +43,23 @@ def fields(buf: bytes) -> list[tuple[int, int | bytes]]:
     out: list[tuple[int, int | bytes]] = []
     pos = 0
     while pos < len(buf):
-        key, pos = _varint(buf, pos)
+        key, pos = _varint(buf, pos, max_bytes=5, limit=1 << 32)
         num, wire = key >> 3, key & 7
+        if not 1 <= num <= _MAX_FIELD:
+            raise InvalidInput("malformed protobuf")
         if wire == 0:
             value, pos = _varint(buf, pos)
             out.append((num, value))
         elif wire == 2:
-            n, pos = _varint(buf, pos)
+            n, pos = _varint(buf, pos, limit=_MAX_LEN + 1)
             if pos + n > len(buf):
                 raise InvalidInput("malformed protobuf")
             out.append((num, bytes(buf[pos : pos + n])))
             pos += n
-        elif wire == 1:
-            pos += 8
-        elif wire == 5:
-            pos += 4
+        elif wire in (1, 5):
+            pos += 8 if wire == 1 else 4
+            if pos > len(buf):
+                raise InvalidInput("malformed protobuf")
         else:
             raise InvalidInput("malformed protobuf")
     return out

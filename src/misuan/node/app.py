@@ -4,18 +4,31 @@ and delegates to :class:`~misuan.node.service.NodeService`."""
 from __future__ import annotations
 
 import errno
+import hashlib
+import hmac
 from contextlib import asynccontextmanager
+from typing import Annotated
 
-from fastapi import Depends, FastAPI, Header, Request
+from fastapi import Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from ..errors import AuthError, InvalidInput, MisuanError
+from ..identity import BODY_HEADER, SCHEME
+from . import auth
+from .auth import BodyHash
 from . import schemas as S
 from .service import NodeService
 
 MAX_BODY = 1 << 31  # 2 GiB per binary request
+#: an asset version in a query string (bounded: SQLite integers are 64-bit)
+Version = Annotated[int, Query(ge=1, le=(1 << 31) - 1)]
+OptVersion = Annotated[int | None, Query(ge=1, le=(1 << 31) - 1)]
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def _error(status: int, kind: str, message: str, headers: dict | None = None, peer: int | None = None) -> JSONResponse:
@@ -34,11 +47,11 @@ def create_app(service: NodeService) -> FastAPI:
         finally:
             service.stop()
 
-    app = FastAPI(title="misuan node", version="1", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = FastAPI(title="misuan node", version="1", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
 
     @app.exception_handler(MisuanError)
     async def _misuan_error(_req: Request, exc: MisuanError):
-        headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, AuthError) else None
+        headers = {"WWW-Authenticate": SCHEME} if isinstance(exc, AuthError) else None
         return _error(exc.http_status, type(exc).__name__, str(exc), headers, getattr(exc, "peer", None))
 
     @app.exception_handler(OSError)
@@ -58,15 +71,32 @@ def create_app(service: NodeService) -> FastAPI:
             parts.append(f"{loc or 'body'}: {e.get('msg', 'invalid')}")
         return _error(422, "InvalidInput", "; ".join(parts))
 
-    def principal(authorization: str | None = Header(default=None)) -> str:
-        if not authorization or not authorization.startswith("Bearer "):
-            raise AuthError("missing bearer token")
-        return service.authenticate(authorization[len("Bearer ") :].strip())
+    def signer(request: Request) -> tuple[str, str]:
+        """Check the request's signature (headers only, before any body is read)."""
+        raw = request.scope.get("raw_path") or request.url.path.encode()
+        query = request.scope.get("query_string") or b""
+        target = raw.decode("latin-1") + ("?" + query.decode("latin-1") if query else "")
+        declared = request.headers.get(BODY_HEADER)
+        return service.auth.verify(request.method, target, request.headers.get("authorization"), declared), declared
+
+    async def principal(request: Request) -> str:
+        """The principal that signed this request, its body included."""
+        who, declared = signer(request)
+        body = await body_bytes(request)
+        digest = hashlib.sha256(body).hexdigest() if len(body) < 1 << 20 else await run_in_threadpool(_sha256, body)
+        if not hmac.compare_digest(digest, declared):
+            raise AuthError("request body does not match its signature")
+        return who
+
+    def streaming_principal(request: Request) -> tuple[str, BodyHash]:
+        """For streamed bodies: the route feeds the body to the hash and checks it at the end."""
+        who, declared = signer(request)
+        return who, BodyHash(declared)
 
     async def body_bytes(request: Request) -> bytes:
         size = request.headers.get("content-length")
-        if size is not None and int(size) > MAX_BODY:
-            raise InvalidInput("request body too large")
+        if size is not None and (not size.isdigit() or int(size) > MAX_BODY):
+            raise InvalidInput("request body too large or of unknown length")
         return await request.body()
 
     sm = service.sessions
@@ -75,9 +105,25 @@ def create_app(service: NodeService) -> FastAPI:
     def health():
         return service.health()
 
+    @app.get("/v1/principals")
+    def principals(who: str = Depends(principal)):
+        return service.auth.list(who)
+
+    @app.post("/v1/principals", status_code=201)
+    def register_principal(req: S.PrincipalCreate, who: str = Depends(principal)):
+        return service.auth.register(who, req.principal, req.public_key)
+
+    @app.delete("/v1/principals/{name}")
+    def revoke_principal(name: str, who: str = Depends(principal)):
+        return service.auth.revoke(who, name)
+
+    @app.get("/v1/whoami")
+    def whoami(who: str = Depends(principal)):
+        return {"principal": who, "party": service.cfg.party.id}
+
     @app.get("/v1/status", response_model=S.Status)
-    def status(_who: str = Depends(principal)):
-        return service.status()
+    def status(who: str = Depends(principal)):
+        return service.status(who)
 
     @app.post("/v1/sessions", response_model=S.SessionCreated, status_code=201)
     def create_session(req: S.SessionCreate, who: str = Depends(principal)):
@@ -130,11 +176,11 @@ def create_app(service: NodeService) -> FastAPI:
         return reg.list(who)
 
     @app.get("/v1/models/{name}")
-    def show_model(name: str, version: int | None = None, who: str = Depends(principal)):
+    def show_model(name: str, version: OptVersion = None, who: str = Depends(principal)):
         return reg.show(who, name, version)
 
     @app.get("/v1/models/{name}/tokenizer")
-    def model_tokenizer(name: str, version: int | None = None, who: str = Depends(principal)):
+    def model_tokenizer(name: str, version: OptVersion = None, who: str = Depends(principal)):
         return Response(content=reg.tokenizer(who, name, version), media_type="application/json")
 
     @app.post("/v1/models/{name}/uploads", status_code=201)
@@ -143,18 +189,25 @@ def create_app(service: NodeService) -> FastAPI:
         return {"upload_id": uid}
 
     @app.put("/v1/uploads/{uid}/tensors/{tensor}")
-    async def put_tensor(uid: str, tensor: str, request: Request, who: str = Depends(principal)):
+    async def put_tensor(uid: str, tensor: str, request: Request, signed: tuple[str, BodyHash] = Depends(streaming_principal)):
+        who, body_hash = signed
         writer, head, n = reg.tensor_writer(uid, who, tensor)
+
+        def write(data: bytes) -> None:
+            body_hash.update(data)
+            writer.update(data)
+
         try:
             buf = bytearray()
             async for chunk in request.stream():
                 head.feed(chunk)
                 buf += chunk
                 if len(buf) >= 8 << 20:
-                    await run_in_threadpool(writer.update, bytes(buf))
+                    await run_in_threadpool(write, bytes(buf))
                     buf.clear()
             if buf:
-                await run_in_threadpool(writer.update, bytes(buf))
+                await run_in_threadpool(write, bytes(buf))
+            body_hash.check()  # before anything is registered
             return await run_in_threadpool(reg.finish_tensor, uid, who, tensor, writer, head, n)
         except BaseException:
             writer.abort()
@@ -174,7 +227,7 @@ def create_app(service: NodeService) -> FastAPI:
         return {"aborted": True}
 
     @app.delete("/v1/models/{name}")
-    def remove_model(name: str, version: int | None = None, who: str = Depends(principal)):
+    def remove_model(name: str, version: OptVersion = None, who: str = Depends(principal)):
         removed = reg.remove(who, name, version)
         rts.unload(name, removed)
         return {"removed": removed}
@@ -189,8 +242,13 @@ def create_app(service: NodeService) -> FastAPI:
         return {"revoked": reg.revoke(who, name, to)}
 
     @app.get("/v1/models/{name}/runtime")
-    def runtime_state(name: str, version: int | None = None, who: str = Depends(principal)):
+    def runtime_state(name: str, version: OptVersion = None, who: str = Depends(principal)):
         return rts.state(who, name, version)
+
+    @app.get("/v1/runtimes/{rid}/alive")
+    def runtime_alive(rid: str):
+        # Unauthenticated, for peers: only whether this unguessable id is a live runtime here.
+        return {"alive": rts.holds(rid)}
 
     @app.post("/v1/models/{name}/runtime")
     def runtime_prepare(name: str, req: S.RuntimePrepare, who: str = Depends(principal)):
@@ -201,7 +259,7 @@ def create_app(service: NodeService) -> FastAPI:
         return rts.link_and_load(who, name, req.version, rid, req.addresses)
 
     @app.put("/v1/models/{name}/runtime/{rid}/requests/{req_id}/vars/{var}")
-    async def runtime_put(name: str, rid: str, req_id: str, var: str, version: int, request: Request, who: str = Depends(principal)):
+    async def runtime_put(name: str, rid: str, req_id: str, var: str, version: Version, request: Request, who: str = Depends(principal)):
         data = await body_bytes(request)
         await run_in_threadpool(rts.put_input, who, name, version, rid, req_id, var, data)
         return {"name": var, "bytes": len(data)}
@@ -215,11 +273,11 @@ def create_app(service: NodeService) -> FastAPI:
         return rts.run(who, name, req.version, rid, req_id, req.program, req.params)
 
     @app.get("/v1/models/{name}/runtime/{rid}/requests/{req_id}/vars/{var}")
-    def runtime_get(name: str, rid: str, req_id: str, var: str, version: int, who: str = Depends(principal)):
+    def runtime_get(name: str, rid: str, req_id: str, var: str, version: Version, who: str = Depends(principal)):
         return Response(content=rts.get_output(who, name, version, rid, req_id, var), media_type="application/octet-stream")
 
     @app.delete("/v1/models/{name}/runtime/{rid}/requests/{req_id}")
-    def runtime_end(name: str, rid: str, req_id: str, version: int, who: str = Depends(principal)):
+    def runtime_end(name: str, rid: str, req_id: str, version: Version, who: str = Depends(principal)):
         rts.end_request(who, name, version, rid, req_id)
         return {"ended": True}
 
@@ -251,7 +309,8 @@ def create_app(service: NodeService) -> FastAPI:
         return {"deleted": True}
 
     @app.get("/v1/audit", response_model=list[S.AuditRow])
-    def audit_tail(n: int = 50, _who: str = Depends(principal)):
-        return service.audit.tail(max(1, min(n, 1000)))
+    def audit_tail(n: int = 50, who: str = Depends(principal)):
+        # the admin sees every row; anyone else only the rows of its own requests
+        return service.audit.tail(max(1, min(n, 1000)), requester=None if who == auth.ADMIN else who)
 
     return app

@@ -64,8 +64,10 @@ class AuditLog:
             )
         return seq
 
-    def tail(self, n: int = 20) -> list[dict]:
-        rows = self.db.query(f"SELECT {', '.join(_COLS)}, hash FROM audit ORDER BY seq DESC LIMIT ?", (n,))
+    def tail(self, n: int = 20, requester: str | None = None) -> list[dict]:
+        """The last ``n`` rows (only ``requester``'s own, when given)."""
+        where, args = ("WHERE requester=? ", (requester, n)) if requester is not None else ("", (n,))
+        rows = self.db.query(f"SELECT {', '.join(_COLS)}, hash FROM audit {where}ORDER BY seq DESC LIMIT ?", args)
         return [dict(zip((*_COLS, "hash"), r)) for r in reversed(rows)]
 
 

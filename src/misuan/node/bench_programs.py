@@ -15,6 +15,9 @@ from ..mpc.compile import compile_program
 from .programs import REQ, NodeProgram, _llama_config, request_var, resident_weights, weight_var
 
 
+PARAM_KEYS: dict[str, frozenset[str]] = {"bench.store_hf": frozenset(), "bench.puma": frozenset({"T"})}
+
+
 def _store_hf(specs, config: dict, params: dict) -> NodeProgram:
     from ..secure.baseline import store_hf_program
     from ..secure.engine import weight_shapes

@@ -82,6 +82,13 @@ CREATE TABLE IF NOT EXISTS upload_tensors (
     bytes INTEGER NOT NULL,
     PRIMARY KEY (upload, name)
 );
+CREATE TABLE IF NOT EXISTS principals (
+    name TEXT PRIMARY KEY,
+    public_key TEXT NOT NULL,
+    added_by TEXT NOT NULL,
+    created REAL NOT NULL,
+    revoked REAL
+);
 CREATE TABLE IF NOT EXISTS grants (
     asset TEXT NOT NULL,
     principal TEXT NOT NULL,

@@ -231,6 +231,24 @@ BUILDERS: dict[str, Callable[..., NodeProgram]] = {
 }
 
 
+#: the parameters each program takes: anything else is refused before compiling
+#: (unknown keys would otherwise each key a new compile and cache entry)
+PARAM_KEYS: dict[str, frozenset[str]] = {
+    "verify": frozenset(),
+    "llama.prefill": frozenset({"T", "S"}),
+    "llama.decode": frozenset({"S"}),
+}
+
+
+def check_params(program: str, params: dict, extra: dict[str, frozenset[str]]) -> None:
+    allowed = PARAM_KEYS.get(program, extra.get(program))
+    if allowed is None:
+        raise InvalidInput(f"unknown program {program!r}; available: {sorted(BUILDERS)}")
+    unknown = sorted(set(params) - allowed)
+    if unknown:
+        raise InvalidInput(f"program {program!r} takes no parameter {unknown[0]!r}")
+
+
 def build(program: str, specs: list[tuple[str, tuple[int, ...]]], config: dict, params: dict) -> NodeProgram:
     builder = BUILDERS.get(program)
     if builder is None:

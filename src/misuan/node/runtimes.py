@@ -28,6 +28,7 @@ from .sessions import Session, SessionManager, check_session_id
 
 REQUEST_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 SYSTEM = "system"
+_PREPARES_PER_MIN = 6
 
 
 @dataclass
@@ -58,6 +59,8 @@ class ModelRuntimes:
         self._rt: dict[tuple[str, int], Runtime] = {}
         self._programs: dict[tuple, P.NodeProgram] = {}
         self._compile_lock = threading.Lock()
+        #: principal -> monotonic times of its recent runtime builds
+        self._prepares: dict[str, list[float]] = {}
         from .program_cache import ProgramCache
 
         self._disk = ProgramCache(cfg.state_dir / "programs")
@@ -78,7 +81,7 @@ class ModelRuntimes:
         rt = self._rt.pop(key, None)
         if rt is not None:
             try:
-                self.sessions.close(rt.id, SYSTEM, reason=reason)
+                self.sessions.close(rt.id, SYSTEM, reason=reason, internal=True)
             except NotFound:
                 pass
 
@@ -95,18 +98,28 @@ class ModelRuntimes:
         return {"name": name, "version": version, "runtime_id": rt.id if rt else None, "state": rt.state if rt else "absent"}
 
     def prepare(self, principal: str, name: str, version: int | None, rid: str) -> dict:
-        """Reserve a fresh runtime (tearing down any other one of this model)."""
+        """Reserve a fresh runtime.
+
+        A live runtime is replaced only when it is gone for the cluster: some peer
+        no longer holds it (a node restarted), so it can never compute again. A
+        reserved one nobody linked within the link timeout is stale. A grantee
+        cannot kill everyone's requests by asking for a new id, and runtime
+        builds are rate-limited per principal."""
         self._allowed(principal, name)
         check_session_id(rid)
         version = self.registry.resolve_version(name, version)
         with self._lock:
-            old = self._rt.get((name, version))
-            if old is not None and old.id == rid:
-                return {"runtime_id": rid, "state": old.state, "link_address": self.cfg.party.link_address(old.session.port)}
-            if old is not None and old.state == "loading":
-                raise Conflict("this model's runtime is being loaded; retry shortly")
+            old = self._replaceable(name, version, rid)
+        if isinstance(old, dict):
+            return old
+        if old is not None and all(self._peers_hold(old.id)):
+            raise Conflict(f"this model already has a {old.state} runtime on every node")
+        with self._lock:
+            if self._rt.get((name, version)) is not old:
+                raise Conflict("this model's runtime changed meanwhile; retry")
+            self._rate_limit(principal)
             self._drop((name, version), "replaced")
-            sess = self.sessions.create(rid, SYSTEM, kind=f"model:{name}@{version}")
+            sess = self.sessions.create(rid, SYSTEM, kind=f"model:{name}@{version}", internal=True)
             self._rt[(name, version)] = Runtime(name, version, sess)
         self.audit.append("model.runtime.prepare", asset=f"{name}@{version}", requester=principal, detail={"runtime": rid})
         return {"runtime_id": rid, "state": "reserved", "link_address": self.cfg.party.link_address(sess.port)}
@@ -173,10 +186,57 @@ class ModelRuntimes:
 
     def _run_load_program(self, rt: Runtime, prog: P.NodeProgram) -> None:
         """A load-time program: weights in, weights out, no request inputs."""
-        self.sessions.run(rt.session, prog.program.executable, prog.program.sha256, request="load", check_inputs=False)
+        self.sessions.run(rt.session, prog.program.executable, prog.program.sha256, request="load")
 
     def _runtime_options(self) -> dict:
         return {}
+
+    def _replaceable(self, name: str, version: int, rid: str) -> "Runtime | dict | None":
+        """The live runtime a new ``rid`` would replace (None: none), or the reply
+        when ``rid`` is the current one already."""
+        old = self._rt.get((name, version))
+        if old is not None and old.id == rid:
+            return {"runtime_id": rid, "state": old.state, "link_address": self.cfg.party.link_address(old.session.port)}
+        if old is None or old.session.state in ("closed", "failed"):
+            return None
+        if old.state == "reserved" and time.time() - old.session.created > self._reserve_grace_s():
+            return None
+        return old
+
+    def holds(self, rid: str) -> bool:
+        """Whether a live runtime with this (unguessable) id is here; asked by peers."""
+        return any(rt.id == rid and rt.session.state not in ("closed", "failed") for rt in list(self._rt.values()))
+
+    def _peers_hold(self, rid: str) -> list[bool]:
+        """Ask every peer whether it still holds runtime ``rid`` (unreachable: no)."""
+        import ssl
+
+        import httpx
+
+        cl = self.cfg.cluster
+        verify = ssl.create_default_context(cafile=str(cl.ca_cert)) if cl.tls and cl.ca_cert else True
+        out = []
+        for party in cl.parties:
+            if party.rank == self.cfg.rank:
+                continue
+            try:
+                with httpx.Client(verify=verify, timeout=cl.timeouts.http_connect_s) as http:
+                    r = http.get(f"{party.control_url}/v1/runtimes/{rid}/alive")
+                out.append(r.status_code == 200 and r.json().get("alive") is True)
+            except (httpx.HTTPError, ValueError):
+                out.append(False)
+        return out
+
+    def _reserve_grace_s(self) -> float:
+        return self.cfg.cluster.timeouts.link_connect_s + 30
+
+    def _rate_limit(self, principal: str) -> None:
+        """At most ``_PREPARES_PER_MIN`` runtime builds per principal per minute."""
+        now = time.monotonic()
+        recent = [t for t in self._prepares.get(principal, []) if now - t < 60]
+        if len(recent) >= _PREPARES_PER_MIN:
+            raise Conflict("too many runtime builds; retry in a minute")
+        self._prepares[principal] = [*recent, now]
 
     # ------------------------------------------------------------ requests
 
@@ -198,6 +258,8 @@ class ModelRuntimes:
         if not re.match(r"^[A-Za-z0-9_]{1,64}$", var):
             raise InvalidInput("invalid variable name")
         self.sessions.set_var(rt.session, P.request_var(request, var), data, readable=False)
+        self.audit.append("model.request.put", asset=f"{name}@{version}", requester=principal, bytes_in=len(data),
+                          detail={"request": request, "var": var})
 
     def run(self, principal: str, name: str, version: int, rid: str, request: str, program: str, params: dict) -> dict:
         self._allowed(principal, name)
@@ -211,7 +273,7 @@ class ModelRuntimes:
         missing = [i for i in np_.request_inputs if P.request_var(request, i) not in rt.session.held]
         if missing:
             raise InvalidInput(f"request inputs missing: {', '.join(missing[:5])}")
-        res = self.sessions.run(rt.session, np_.program.executable, np_.program.sha256, request=request, check_inputs=False)
+        res = self.sessions.run(rt.session, np_.program.executable, np_.program.sha256, request=request)
         for out in np_.revealable:
             rt.readable.add((request, out))
         self.audit.append(
@@ -233,7 +295,8 @@ class ModelRuntimes:
             if key not in self._programs:
                 from . import bench_programs
 
-                build = bench_programs.BUILDERS.get(program)
+                build = bench_programs.BUILDERS.get(program) if self.cfg.bench else None
+                P.check_params(program, params, bench_programs.PARAM_KEYS if self.cfg.bench else {})
                 specs, config = self.registry.tensor_specs(name, version), self.registry.config(name, version)
                 disk_key = self._disk.key(program, {**params, "_tensors": [t for t, _ in specs]}, config)
                 built = self._disk.get(disk_key)
@@ -249,7 +312,10 @@ class ModelRuntimes:
         self._request(rt, principal, request)
         if (request, var) not in rt.readable:
             raise NotFound("unknown variable")
-        return self.sessions.get_var(rt.session, P.request_var(request, var), force=True)
+        data = self.sessions.get_var(rt.session, P.request_var(request, var), force=True)
+        self.audit.append("model.request.get", asset=f"{name}@{version}", requester=principal, bytes_out=len(data),
+                          detail={"request": request, "var": var})
+        return data
 
     def end_request(self, principal: str, name: str, version: int, rid: str, request: str) -> None:
         self._allowed(principal, name)

@@ -7,9 +7,14 @@ validated by these models (unknown fields are refused).
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+
+#: an asset version (SQLite keeps 64-bit integers; versions stay far below)
+Version = Annotated[int, Field(ge=1, le=(1 << 31) - 1)]
+#: a public program parameter (bucket sizes, flags)
+ParamValue = Annotated[int, Field(ge=-(1 << 31), le=(1 << 31) - 1)] | bool | Annotated[str, Field(max_length=64)]
 
 
 class Strict(BaseModel):
@@ -89,7 +94,7 @@ class Status(Strict):
     assets: list[dict]
     resident: list[dict]
     store_bytes: int
-    audit_rows: int
+    audit_rows: int | None = None  # the admin only
 
 
 class AuditRow(Strict):
@@ -110,14 +115,19 @@ class ErrorBody(Strict):
     message: str
 
 
+class PrincipalCreate(Strict):
+    principal: str = Field(pattern=r"^[a-z][a-z0-9_-]{0,63}$")
+    public_key: str = Field(pattern=r"^ed25519:[A-Za-z0-9_-]{43}$")
+
+
 class TensorSpec(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-    shape: list[int] = Field(max_length=8)
+    shape: list[Annotated[int, Field(ge=0, le=(1 << 31) - 1)]] = Field(max_length=8)
     commitment: str = Field(default="", max_length=128)
 
 
 class UploadCreate(Strict):
-    version: int = Field(ge=1)
+    version: Version
     kind: Literal["llama"]
     config: dict
     tokenizer: str = Field(max_length=64 << 20)
@@ -125,19 +135,19 @@ class UploadCreate(Strict):
 
 
 class RuntimePrepare(Strict):
-    version: int | None = None
+    version: Version | None = None
     runtime_id: str = Field(pattern=r"^[A-Za-z0-9_-]{8,64}$")
 
 
 class RuntimeLink(Strict):
-    version: int
+    version: Version
     addresses: list[str] = Field(min_length=2, max_length=16)
 
 
 class ProgramRun(Strict):
-    version: int
+    version: Version
     program: str = Field(pattern=r"^[a-z_.]{1,64}$")
-    params: dict = Field(default_factory=dict)
+    params: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,31}$")], ParamValue] = Field(default_factory=dict, max_length=16)
 
 
 class PsiCreate(Strict):

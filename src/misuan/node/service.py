@@ -35,11 +35,11 @@ class NodeService:
         self.started = time.time()
         cfg.state_dir.mkdir(parents=True, exist_ok=True)
         (cfg.state_dir / "logs").mkdir(exist_ok=True)
-        self.secret = cfg.secret_file.read_bytes().strip()
         self.store = ShareStore(cfg.state_dir / "shares", cfg.storage_key_file)
         self.store.ensure_key_check()
         self.db = Database(cfg.state_dir / "state.db")
         self.audit = AuditLog(self.db)
+        self.auth = auth.Authenticator(self.db, self.audit, cfg.party.id, cfg.admin_key)
         self.sessions = SessionManager(cfg, self.db, self.audit)
         storage, per_value = share_layout(cfg.cluster.mpc.protocol, cfg.cluster.mpc.field)
         self.models = ModelRegistry(self.db, self.store, self.audit, storage, per_value)
@@ -73,9 +73,6 @@ class NodeService:
         self.audit.append("node.stop", requester="system")
         self.db.close()
 
-    def authenticate(self, token: str | None) -> str:
-        return auth.principal_of(self.secret, token)
-
     def health(self) -> dict:
         return {
             "ok": True,
@@ -85,16 +82,22 @@ class NodeService:
             "protocol": self.cfg.cluster.mpc.protocol,
         }
 
-    def status(self) -> dict:
+    def status(self, who: str) -> dict:
+        """The node's state as ``who`` may see it: the admin sees everything, anyone
+        else only its own sessions and the assets it owns or was granted."""
         now = time.time()
+        admin = who == auth.ADMIN
         sessions = [
             {"id": s.id, "kind": s.kind, "state": s.state, "principal": s.principal, "age_s": round(now - s.created, 1), "runs": s.runs}
             for s in self.sessions.list()
+            if admin or (s.principal == who and not s.internal)
         ]
         assets = [
             {"name": n, "version": v, "kind": k, "state": st, "size_bytes": b}
             for n, v, k, st, b in self.db.query("SELECT name, version, kind, state, size_bytes FROM assets WHERE state='ready' ORDER BY name, version")
+            if admin or self.models.can_use(who, n)
         ]
+        resident = [r for r in self.runtimes.resident() if admin or self.models.can_use(who, r["name"])]
         return {
             "party": self.cfg.party.id,
             "rank": self.cfg.rank,
@@ -109,7 +112,7 @@ class NodeService:
             "workers_rss_bytes": self.sessions.workers_rss(),
             "sessions": sessions,
             "assets": assets,
-            "resident": self.runtimes.resident(),
+            "resident": resident,
             "store_bytes": self.store.usage_bytes(),
-            "audit_rows": self.db.query("SELECT COUNT(*) FROM audit")[0][0],
+            "audit_rows": self.db.query("SELECT COUNT(*) FROM audit")[0][0] if admin else None,
         }

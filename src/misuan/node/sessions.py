@@ -28,6 +28,9 @@ from .db import Database
 
 SESSION_ID_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 VAR_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
+#: names a client may use in its own sessions: no ':', which starts the node's
+#: reserved namespaces (``w:`` stored weights, ``r:<request>:`` requests).
+CLIENT_VAR_RE = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
 READY_TIMEOUT_S = 60.0
 
 
@@ -40,6 +43,12 @@ def check_session_id(sid: str) -> str:
 def check_var_name(name: str) -> str:
     if not VAR_RE.match(name or ""):
         raise InvalidInput("variable names are 1-128 chars of letters, digits, '_', '.', ':' or '-'")
+    return name
+
+
+def check_client_var_name(name: str) -> str:
+    if not CLIENT_VAR_RE.match(name or ""):
+        raise InvalidInput("variable names are 1-128 chars of letters, digits, '_', '.' or '-' (':' is reserved)")
     return name
 
 
@@ -217,6 +226,8 @@ class Session:
     readable: set[str] = field(default_factory=set)
     #: every variable name the worker holds.
     held: set[str] = field(default_factory=set)
+    #: a node-internal session (a model runtime): unreachable through client routes.
+    internal: bool = False
 
     def __repr__(self) -> str:
         return f"Session({self.id!r}, {self.kind}, {self.state}, port={self.port})"
@@ -276,7 +287,7 @@ class SessionManager:
                 return port
         raise Conflict("no free link port on this node; close sessions or widen link_ports")
 
-    def create(self, sid: str, principal: str, kind: str = "run") -> Session:
+    def create(self, sid: str, principal: str, kind: str = "run", *, internal: bool = False) -> Session:
         check_session_id(sid)
         with self._lock:
             if sid in self._sessions:
@@ -292,7 +303,7 @@ class SessionManager:
             with self._lock:
                 self._sessions.pop(sid, None)
             raise
-        sess = Session(id=sid, principal=principal, kind=kind, port=port, worker=worker)
+        sess = Session(id=sid, principal=principal, kind=kind, port=port, worker=worker, internal=internal)
         with self._lock:
             self._sessions[sid] = sess
         with self.db.tx() as conn:
@@ -304,9 +315,10 @@ class SessionManager:
         return sess
 
     def get(self, sid: str, principal: str) -> Session:
+        """A client's own session (never a node-internal one)."""
         with self._lock:
             sess = self._sessions.get(sid)
-        if sess is None or sess.principal != principal:
+        if sess is None or sess.internal or sess.principal != principal:
             raise NotFound("unknown session")
         sess.last_used = time.monotonic()
         return sess
@@ -314,7 +326,7 @@ class SessionManager:
     def _fail(self, sess: Session, reason: str) -> None:
         sess.state = "failed"
         try:
-            self.close(sess.id, sess.principal, status="failed", reason=reason)
+            self.close(sess.id, sess.principal, status="failed", reason=reason, internal=sess.internal)
         except NotFound:
             pass  # already closed
 
@@ -377,31 +389,43 @@ class SessionManager:
         self._call(sess, {"op": "ping", "nonce": nonce}, timeout=self._op_timeout())
 
     def set_var(self, sess: Session, name: str, data: bytes, readable: bool = True) -> None:
-        check_var_name(name)
+        (check_var_name if sess.internal else check_client_var_name)(name)
         self._require_linked(sess)
         self._call(sess, {"op": "set_var", "name": name}, data, timeout=self._op_timeout())
         sess.bytes_in += len(data)
         sess.held.add(name)
         if readable:
             sess.readable.add(name)
+        if not sess.internal:
+            self.audit.append("session.var.put", asset=sess.kind, requester=sess.principal, bytes_in=len(data),
+                              detail={"session": sess.id, "var": name})
 
     def get_var(self, sess: Session, name: str, force: bool = False) -> bytes:
         """A share the session may reveal (``force``: the caller checked it)."""
-        check_var_name(name)
+        (check_var_name if sess.internal else check_client_var_name)(name)
         self._require_linked(sess)
         if name not in sess.readable and not (force and name in sess.held):
             raise NotFound("unknown variable")
         _, data = self._call(sess, {"op": "get_var", "name": name}, timeout=self._op_timeout())
         sess.bytes_out += len(data)
+        if not sess.internal:
+            self.audit.append("session.var.get", asset=sess.kind, requester=sess.principal, bytes_out=len(data),
+                              detail={"session": sess.id, "var": name})
         return data
 
-    def run(self, sess: Session, program: bytes, sha256: str, *, request: str | None = None, check_inputs: bool = True) -> dict:
-        """Run a program. Client sessions: inputs must be the client's own
-        variables and outputs become readable. Node programs (``request``)
-        have their names resolved by the worker and stay unreadable unless
-        the caller marks them."""
+    def run(self, sess: Session, program: bytes, sha256: str, *, request: str | None = None) -> dict:
+        """Run a program.
+
+        A client's session: the program reads only variables the client set
+        (or earlier outputs), writes only unreserved names, and its outputs
+        become readable by the client. A node-internal session (a model runtime)
+        runs only programs the node compiled itself, for ``request``; their
+        names are resolved by the worker and their outputs stay unreadable
+        unless the caller marks them."""
         from ..mpc import _pb
 
+        if sess.internal != (request is not None):
+            raise InvalidInput("node programs run in node sessions only, with a request")
         self._require_linked(sess)
         try:
             names_in, names_out, has_code = _pb.executable_names(program)
@@ -410,22 +434,22 @@ class SessionManager:
         if not has_code:
             raise InvalidInput("program is empty")
         names_in, names_out = list(names_in), list(names_out)
-        if request is not None:
-            names_in = [n.replace("r:$:", f"r:{request}:") for n in names_in]
-            names_out = [n.replace("r:$:", f"r:{request}:") for n in names_out]
-        if check_inputs:
+        # the worker checks that libspu's own parse of the program sees these names
+        header = {"op": "run", "sha256": sha256, "names": [list(names_in), list(names_out)]}
+        if request is None:
+            for n in names_in + names_out:
+                check_client_var_name(n)
             missing = [n for n in names_in if n not in sess.readable]
             if missing:
                 raise InvalidInput(f"program inputs not set in this session: {', '.join(missing[:5])}")
-        for n in names_out:
-            check_var_name(n)
-        if request is None and any(n.startswith("w:") for n in names_out):
-            raise InvalidInput("program outputs may not overwrite stored weights")
+        else:
+            header["request"] = request
+            names_in = [n.replace("r:$:", f"r:{request}:") for n in names_in]
+            names_out = [n.replace("r:$:", f"r:{request}:") for n in names_out]
+            for n in names_out:
+                check_var_name(n)
         sess.state = "running"
         try:
-            header = {"op": "run", "sha256": sha256}
-            if request is not None:
-                header["request"] = request
             reply, _ = self._call(sess, header, program, timeout=None)
         finally:
             if sess.state == "running":
@@ -434,6 +458,8 @@ class SessionManager:
         sess.held.update(names_out)
         if request is None:
             sess.readable.update(names_out)
+            self.audit.append("session.run", asset=sess.kind, requester=sess.principal,
+                              detail={"session": sess.id, "program": sha256, "send_bytes": reply.get("send_bytes", 0)})
         reply.pop("ok", None)
         reply["outputs"] = names_out
         return reply
@@ -445,10 +471,11 @@ class SessionManager:
     def _op_timeout(self) -> float:
         return self.cfg.cluster.timeouts.link_recv_ms / 1000 + 60
 
-    def close(self, sid: str, principal: str, *, status: str = "ok", reason: str = "") -> bool:
+    def close(self, sid: str, principal: str, *, status: str = "ok", reason: str = "", internal: bool = False) -> bool:
+        """Close a session: a client's own, or (``internal``, node core only) a runtime's."""
         with self._lock:
             sess = self._sessions.get(sid)
-            if sess is None or sess.principal != principal:
+            if sess is None or sess.principal != principal or sess.internal != internal:
                 raise NotFound("unknown session")
             del self._sessions[sid]
         # A running program cannot be interrupted: killing the worker cancels it.
@@ -488,10 +515,11 @@ class SessionManager:
             now = time.monotonic()
             for s in self.list():
                 dead = not s.worker.alive() and not s.busy.locked()
-                idle_out = s.principal != "system" and now - s.last_used > idle
+                idle_out = not s.internal and now - s.last_used > idle
                 if dead or (idle_out and not s.busy.locked()):
                     try:
-                        self.close(s.id, s.principal, status="failed" if dead else "ok", reason="worker exited" if dead else "idle timeout")
+                        self.close(s.id, s.principal, status="failed" if dead else "ok",
+                                   reason="worker exited" if dead else "idle timeout", internal=s.internal)
                     except NotFound:
                         pass
 
@@ -499,7 +527,7 @@ class SessionManager:
         self._stop.set()
         for s in self.list():
             try:
-                self.close(s.id, s.principal, reason="node shutdown")
+                self.close(s.id, s.principal, reason="node shutdown", internal=s.internal)
             except MisuanError:
                 pass
         with self.zygote._lock:

@@ -145,6 +145,10 @@ class _Worker:
         if digest != h["sha256"]:
             return {"ok": False, "error": "InvalidInput", "message": "program hash does not match its bytes"}
         exe = parse_executable(payload)
+        # The daemon checked the names with its own protobuf reader; libspu's parse
+        # must see exactly the same ones (no parser differential smuggles a name in).
+        if [list(exe.input_names), list(exe.output_names)] != h.get("names"):
+            return {"ok": False, "error": "InvalidInput", "message": "program names differ from the node's reading of them"}
         # Every party must run the very same program.
         hashes = [bytes(x).decode() if isinstance(x, (bytes, bytearray)) else str(x) for x in self.ctx.all_gather(digest)]
         if len(set(hashes)) != 1:
