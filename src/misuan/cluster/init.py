@@ -200,10 +200,10 @@ def init_cluster(
             "listen_host": "127.0.0.1" if is_loopback(host) else "0.0.0.0",
             "secret_file": "cluster.secret",
             "storage_key": "storage.key",
-            # files PSI jobs may read: the whole machine for a local cluster
-            # (the operator is its only user), a data dir on shared hosts
-            "data_dirs": ["/"] if is_loopback(host) else ["data"],
+            # where PSI inputs live: principal P may register files under data/P/ only
+            "data_dirs": ["data"],
         }
+        (nd / "data").mkdir(mode=0o700, exist_ok=True)
         if tls:
             (nd / "tls").mkdir(exist_ok=True)
             make_node_cert(d / "pki" / "ca.pem", d / "pki" / "ca.key", nd / "tls" / "node.pem", nd / "tls" / "node.key", ids[i], [host])
