@@ -179,8 +179,8 @@ class DatasetRegistry:
     def grant(self, who: str, name: str, to: str, receive: bool = False) -> None:
         from .auth import check_principal
 
-        self._owned(who, name)
         check_principal(to)
+        self._owned(who, name)
         if to == who:
             raise InvalidInput("the owner of a dataset needs no grant")
         with self.db.tx() as conn:
