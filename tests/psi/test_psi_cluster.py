@@ -169,3 +169,26 @@ def test_cli(duo, files, tmp_path):
     assert r.returncode == 0, r.stderr
     res = json.loads(r.stdout)
     assert res["intersection"] == 9 and res["outputs"] == {"bob": str(tmp_path / "cli.csv")}
+
+
+def test_data_cli(duo):
+    """`misuan data`: register a file on a node, share it, list, revoke, remove."""
+    path = write_csv(data_dir(duo, 1) / "cli.csv", ["id"], [["x"], ["y"]])
+
+    def cli(*args):
+        r = subprocess.run([sys.executable, "-m", "misuan", "data", *args, "--cluster", str(duo.cluster_file)],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+    info = json.loads(cli("register", "cli-set", "cli.csv", "--party", "bob", "--json"))
+    assert info["ref"] == "admin/cli-set" and info["size_bytes"] == path.stat().st_size
+    assert "carol may now use" in cli("grant", "cli-set", "--to", "carol", "--party", "bob")
+    shown = json.loads(cli("show", "cli-set", "--party", "1"))
+    assert shown["grants"] == [{"to": "carol", "receive": False}]
+    assert [d["ref"] for d in json.loads(cli("list", "--party", "bob", "--json"))].count("admin/cli-set") == 1
+    assert json.loads(cli("revoke", "cli-set", "--from", "carol", "--party", "bob", "--json"))["had_grant"] is True
+    cli("rm", "cli-set", "--party", "bob")
+    r = subprocess.run([sys.executable, "-m", "misuan", "data", "show", "cli-set", "--party", "bob", "--cluster", str(duo.cluster_file)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "no such dataset" in r.stderr and r.stderr.strip().count("\n") == 0

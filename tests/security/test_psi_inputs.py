@@ -188,3 +188,17 @@ def test_malformed_psi_requests_are_4xx_with_a_message(duo, victim):
     with pytest.raises(misuan.InvalidInput):
         node._request("PUT", "/v1/datasets/x/grants/Not A Principal")
     assert node.health()["ok"]
+
+
+def test_cluster_init_exposes_no_file_system(tmp_path):
+    """`cluster init` used to give local nodes data_dirs = ["/"]; now every node reads only its own data/."""
+    import tomllib
+
+    from misuan.cluster.init import init_cluster
+    from misuan.config import load_node
+
+    init_cluster(tmp_path / "c", parties=2, timeouts=FAST)
+    for rank in (0, 1):
+        nd = tmp_path / "c" / f"node{rank}"
+        assert tomllib.loads((nd / "node.toml").read_text())["node"]["data_dirs"] == ["data"]
+        assert load_node(nd / "node.toml").data_dirs == ((nd / "data").resolve(),) and (nd / "data").is_dir()

@@ -26,7 +26,11 @@ def _node(cluster: Optional[Path], token: Optional[str], party: str):
     from ..psi.client import party_rank
 
     client = connect(cluster or DEFAULT_CLUSTER, token)
-    return client, client.nodes[party_rank(client, party)]
+    try:
+        return client, client.nodes[party_rank(client, party)]
+    except BaseException:
+        client.close()
+        raise
 
 
 def _emit(obj) -> None:
@@ -45,7 +49,10 @@ def data_register(
     client, node = _node(cluster, token, party)
     with client:
         info = node.dataset_register(name, path, replace)
-    _emit(info) if as_json else out.print(f"{info['ref']} on {party}: {info['size_bytes']:,} bytes, sha256 {info['sha256'][:16]}…")
+    if as_json:
+        _emit(info)
+    else:
+        out.print(f"{info['ref']} on {party}: {info['size_bytes']:,} bytes, sha256 {info['sha256'][:16]}…")
 
 
 @data_app.command("list")
@@ -83,7 +90,10 @@ def data_grant(name: str, party: str = PartyOpt, to: str = typer.Option(..., "--
     with client:
         node.dataset_grant(name, to, receive)
     what = "use and receive the rows of" if receive else "use (never receive the rows of)"
-    _emit({"name": name, "granted": to, "receive": receive}) if as_json else out.print(f"{to} may now {what} {name} on {party}")
+    if as_json:
+        _emit({"name": name, "granted": to, "receive": receive})
+    else:
+        out.print(f"{to} may now {what} {name} on {party}")
 
 
 @data_app.command("revoke")
@@ -93,7 +103,10 @@ def data_revoke(name: str, party: str = PartyOpt, to: str = typer.Option(..., "-
     client, node = _node(cluster, token, party)
     with client:
         had = node.dataset_revoke(name, to)
-    _emit({"name": name, "revoked": to, "had_grant": had}) if as_json else out.print(f"{to} may no longer use {name}" if had else f"{to} had no grant on {name}")
+    if as_json:
+        _emit({"name": name, "revoked": to, "had_grant": had})
+    else:
+        out.print(f"{to} may no longer use {name}" if had else f"{to} had no grant on {name}")
 
 
 @data_app.command("rm")
