@@ -155,7 +155,7 @@ class NodeConfig:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     log_level: str = "info"
-    #: directories whose files jobs (e.g. PSI) may read as this node's inputs.
+    #: directories of PSI inputs: principal P may register files under <dir>/P/ only.
     data_dirs: tuple[Path, ...] = ()
     #: OpenMP threads per session worker for SPU's matrix products; 0 = auto
     #: (:meth:`compute_threads_or_auto`).

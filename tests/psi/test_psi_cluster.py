@@ -22,11 +22,17 @@ def duo(tmp_path_factory):
         yield lc
 
 
+def data_dir(lc, rank: int, who: str = "admin"):
+    """The directory on node ``rank`` where ``who``'s PSI inputs live (the operator puts them there)."""
+    d = lc.dir / f"node{rank}" / "data" / who
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
 @pytest.fixture(scope="module")
-def files(tmp_path_factory):
-    d = tmp_path_factory.mktemp("psidata")
-    a = write_csv(d / "a.csv", ["id", "name"], [[k, f"A{i}"] for i, k in enumerate(ALICE_KEYS)])
-    b = write_csv(d / "b.csv", ["customer", "score"], [[k, str(i)] for i, k in enumerate(BOB_KEYS)])
+def files(duo):
+    a = write_csv(data_dir(duo, 0) / "a.csv", ["id", "name"], [[k, f"A{i}"] for i, k in enumerate(ALICE_KEYS)])
+    b = write_csv(data_dir(duo, 1) / "b.csv", ["customer", "score"], [[k, str(i)] for i, k in enumerate(BOB_KEYS)])
     return a, b
 
 
@@ -69,9 +75,10 @@ def test_audit_records_counts_never_rows(duo, files, tmp_path):
         with sqlite3.connect(duo.dir / f"node{rank}" / "state.db") as c:
             rows = c.execute("SELECT detail FROM audit WHERE op='psi.job'").fetchall()
         assert rows and json.loads(rows[-1][0])["input_rows"] in (9, 10)
-        # no key appears anywhere in the node's state dir (database, logs, job dirs)
+        # no key appears anywhere in the node's state dir (database, logs, job dirs);
+        # data/ holds the parties' own input files
         for f in (duo.dir / f"node{rank}").rglob("*"):
-            if f.is_file():
+            if f.is_file() and "data" not in f.relative_to(duo.dir / f"node{rank}").parts[:1]:
                 raw = f.read_bytes()
                 for key in ("Ünïcödé", "東京", "only-a", "only-b", "comma,key"):
                     assert key.encode() not in raw, f
@@ -82,15 +89,16 @@ def test_audit_records_counts_never_rows(duo, files, tmp_path):
 def test_bad_inputs_through_the_nodes(duo, files, tmp_path):
     client = duo.client()
     a, b = files
-    empty = write_csv(tmp_path / "empty.csv", ["id"], [])
-    dup = write_csv(tmp_path / "dup.csv", ["id"], [["x"], ["x"], ["y"]])
+    empty = write_csv(data_dir(duo, 0) / "empty.csv", ["id"], [])
+    dup = write_csv(data_dir(duo, 0) / "dup.csv", ["id"], [["x"], ["x"], ["y"]])
     out = tmp_path / "never.csv"
     cases = [
         ({"alice": a, "bob": b}, {"alice": ["nope"], "bob": ["customer"]}, misuan.InvalidInput, "nope"),
         ({"alice": empty, "bob": b}, {"alice": ["id"], "bob": ["customer"]}, misuan.InvalidInput, "(?i)no data rows|empty|header"),
         ({"alice": dup, "bob": b}, {"alice": ["id"], "bob": ["customer"]}, misuan.InvalidInput, "repeat"),
         ({"alice": a, "bob": b}, {"alice": ["id", "name"], "bob": ["customer"]}, misuan.InvalidInput, "key_count"),
-        ({"alice": tmp_path / "missing.csv", "bob": b}, {"alice": ["id"], "bob": ["customer"]}, misuan.NotFound, "not found"),
+        ({"alice": data_dir(duo, 0) / "missing.csv", "bob": b}, {"alice": ["id"], "bob": ["customer"]}, misuan.NotFound, "no such file"),
+        ({"alice": "no-such-dataset", "bob": b}, {"alice": ["id"], "bob": ["customer"]}, misuan.NotFound, "no such dataset"),
         ({"carol": a, "bob": b}, ["id"], misuan.InvalidInput, "no party"),
     ]
     for parties, keys, exc, text in cases:
@@ -103,7 +111,7 @@ def test_bad_inputs_through_the_nodes(duo, files, tmp_path):
     assert res.input_rows[0] == 3
 
 
-def test_input_outside_the_data_dirs_is_refused(tmp_path, files):
+def test_input_outside_the_data_dirs_is_refused(tmp_path):
     import tomli_w
     import tomllib
 
@@ -117,8 +125,10 @@ def test_input_outside_the_data_dirs_is_refused(tmp_path, files):
         doc["node"]["data_dirs"] = [str(tmp_path / "allowed")]
         p.write_text(tomli_w.dumps(doc))
     with local_cluster(2, dir=d) as lc:
-        with pytest.raises(misuan.PermissionDenied, match="outside this node's allowed data"):
-            lc.client().psi({"alice": files[0], "bob": files[1]}, {"alice": ["id"], "bob": ["customer"]}, out=tmp_path / "x.csv")
+        a = write_csv(data_dir(lc, 0) / "a.csv", ["id"], [["x"]])  # data/admin/, but data/ is no longer a data dir
+        b = write_csv(data_dir(lc, 1) / "b.csv", ["customer"], [["x"]])
+        with pytest.raises(misuan.NotFound, match="no such file in your data directory"):
+            lc.client().psi({"alice": a, "bob": b}, {"alice": ["id"], "bob": ["customer"]}, out=tmp_path / "x.csv")
 
 
 def test_peer_node_down(duo, files, tmp_path):
@@ -149,11 +159,36 @@ def test_cli(duo, files, tmp_path):
     )
     assert r.returncode == 1 and "customer" not in r.stderr  # bob has no 'id' column: one clear line
     assert r.stderr.strip().count("\n") == 0
+    a_on_bob = data_dir(duo, 1) / "a.csv"
+    a_on_bob.write_bytes(a.read_bytes())
     r = subprocess.run(
-        [sys.executable, "-m", "misuan", "psi", "run", "--cluster", str(duo.cluster_file), "--party", f"alice={a}", "--party", f"bob={a}",
+        [sys.executable, "-m", "misuan", "psi", "run", "--cluster", str(duo.cluster_file), "--party", f"alice={a}", "--party", f"bob={a_on_bob}",
          "--key", "id", "--receiver", "bob", "--out", str(tmp_path / "cli.csv"), "--json"],
         capture_output=True, text=True, timeout=300,
     )
     assert r.returncode == 0, r.stderr
     res = json.loads(r.stdout)
     assert res["intersection"] == 9 and res["outputs"] == {"bob": str(tmp_path / "cli.csv")}
+
+
+def test_data_cli(duo):
+    """`misuan data`: register a file on a node, share it, list, revoke, remove."""
+    path = write_csv(data_dir(duo, 1) / "cli.csv", ["id"], [["x"], ["y"]])
+
+    def cli(*args):
+        r = subprocess.run([sys.executable, "-m", "misuan", "data", *args, "--cluster", str(duo.cluster_file)],
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+    info = json.loads(cli("register", "cli-set", "cli.csv", "--party", "bob", "--json"))
+    assert info["ref"] == "admin/cli-set" and info["size_bytes"] == path.stat().st_size
+    assert "carol may now use" in cli("grant", "cli-set", "--to", "carol", "--party", "bob")
+    shown = json.loads(cli("show", "cli-set", "--party", "1"))
+    assert shown["grants"] == [{"to": "carol", "receive": False}]
+    assert [d["ref"] for d in json.loads(cli("list", "--party", "bob", "--json"))].count("admin/cli-set") == 1
+    assert json.loads(cli("revoke", "cli-set", "--from", "carol", "--party", "bob", "--json"))["had_grant"] is True
+    cli("rm", "cli-set", "--party", "bob")
+    r = subprocess.run([sys.executable, "-m", "misuan", "data", "show", "cli-set", "--party", "bob", "--cluster", str(duo.cluster_file)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "no such dataset" in r.stderr and r.stderr.strip().count("\n") == 0

@@ -13,6 +13,7 @@ from rich.table import Table
 
 from ..errors import MisuanError
 from . import identity
+from .data import data_app
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="misuan (密算): confidential computing for large models on SPU.")
 node_app = typer.Typer(no_args_is_help=True, help="Run a compute node (one party).")
@@ -25,6 +26,7 @@ app.add_typer(cluster_app, name="cluster")
 app.add_typer(audit_app, name="audit")
 app.add_typer(model_app, name="model")
 app.add_typer(psi_app, name="psi")
+app.add_typer(data_app, name="data")
 identity.register(app, node_app, cluster_app)
 
 out = Console()
@@ -334,7 +336,11 @@ def model_verify(name: str, path: Path = typer.Argument(..., help="the owner's p
 
 @psi_app.command("run")
 def psi_run(
-    party: list[str] = typer.Option(..., "--party", help="NAME=PATH: a CSV on that party's node (give two)"),
+    party: list[str] = typer.Option(
+        ..., "--party",
+        help="PARTY=INPUT (give two): a dataset on that party's node (NAME, or OWNER/NAME shared with you), "
+        "or a path starting with / ~ or . inside data/<you>/ on that node (registered as your dataset first)",
+    ),
     key: list[str] = typer.Option(..., "--key", help="key column (repeat for a compound key)"),
     protocol: str = typer.Option("rr22", "--protocol", help="rr22 | kkrt | ecdh"),
     receiver: str = typer.Option("both", "--receiver", help="who gets the result: a party name or 'both'"),
@@ -353,7 +359,7 @@ def psi_run(
     for item in party:
         name, sep, path = item.partition("=")
         if not sep or not name or not path:
-            raise MisuanError(f"--party takes NAME=PATH, got {item!r}")
+            raise MisuanError(f"--party takes PARTY=DATASET or PARTY=PATH, got {item!r}")
         parties[name] = path
     with _client(cluster, key_file) as client:
         kw = dict(protocol=protocol, receiver=receiver, join=join, out=out_path, duplicates=duplicates, casefold=casefold)

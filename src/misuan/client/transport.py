@@ -285,8 +285,8 @@ class NodeClient:
 
     # ------------------------------------------------------------ PSI
 
-    def psi_create(self, job_id: str, rank: int, spec: dict, input_path: str) -> str:
-        body = {"job_id": job_id, "rank": rank, "spec": spec, "input_path": input_path}
+    def psi_create(self, job_id: str, rank: int, spec: dict, dataset: str) -> str:
+        body = {"job_id": job_id, "rank": rank, "spec": spec, "dataset": dataset}
         return self._request("POST", "/v1/psi/jobs", json=body).json()["link_address"]
 
     def psi_start(self, job_id: str, addresses: list[str], peer_rank: int) -> None:
@@ -312,3 +312,25 @@ class NodeClient:
 
     def psi_delete(self, job_id: str) -> None:
         self._request("DELETE", f"/v1/psi/jobs/{job_id}", timeout=60)
+
+    # ------------------------------------------------------------ datasets (PSI inputs)
+
+    def dataset_register(self, name: str, path: str, replace: bool = False) -> dict:
+        body = {"name": name, "path": path, "replace": replace}
+        return self._request("POST", "/v1/datasets", json=body, timeout=None).json()
+
+    def dataset_list(self) -> list[dict]:
+        return self._request("GET", "/v1/datasets").json()
+
+    def dataset_show(self, name: str, owner: str | None = None) -> dict:
+        params = {"owner": owner} if owner else {}
+        return self._request("GET", f"/v1/datasets/{name}", params=params).json()
+
+    def dataset_remove(self, name: str) -> None:
+        self._request("DELETE", f"/v1/datasets/{name}")
+
+    def dataset_grant(self, name: str, to: str, receive: bool = False) -> None:
+        self._request("PUT", f"/v1/datasets/{name}/grants/{to}", params={"receive": "true" if receive else "false"})
+
+    def dataset_revoke(self, name: str, to: str) -> bool:
+        return self._request("DELETE", f"/v1/datasets/{name}/grants/{to}").json()["revoked"]

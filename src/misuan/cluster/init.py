@@ -245,7 +245,7 @@ def init_node(
             raise ClusterError(f"{key} already exists")
         key.unlink()
     create_key_file(key)
-    (nd / "data").mkdir(exist_ok=True)
+    (nd / "data").mkdir(mode=0o700, exist_ok=True)
     local = is_loopback(party.control_host)
     node = {
         "rank": rank,
@@ -254,9 +254,8 @@ def init_node(
         "listen_host": "127.0.0.1" if local else "0.0.0.0",
         "admin_key": admin_key,
         "storage_key": "storage.key",
-        # files PSI jobs may read: the whole machine for a local cluster
-        # (the operator is its only user), a data dir on shared hosts
-        "data_dirs": ["/"] if local else ["data"],
+        # where PSI inputs live: principal P may register files under data/P/ only
+        "data_dirs": ["data"],
     }
     if bench:  # benchmark programs (never on a production node)
         node["bench"] = True

@@ -287,7 +287,7 @@ def create_app(service: NodeService) -> FastAPI:
 
     @app.post("/v1/psi/jobs", status_code=201)
     def psi_create(req: S.PsiCreate, who: str = Depends(principal)):
-        return psi.create(who, req.job_id, req.rank, req.spec, req.input_path)
+        return psi.create(who, req.job_id, req.rank, req.spec, req.dataset)
 
     @app.post("/v1/psi/jobs/{jid}/start")
     def psi_start(jid: str, req: S.PsiStart, who: str = Depends(principal)):
@@ -307,6 +307,36 @@ def create_app(service: NodeService) -> FastAPI:
     def psi_delete(jid: str, who: str = Depends(principal)):
         psi.delete(who, jid)
         return {"deleted": True}
+
+    # ---------------------------------------------------------------- datasets (PSI inputs)
+
+    ds = service.datasets
+
+    @app.post("/v1/datasets", status_code=201)
+    def dataset_register(req: S.DatasetRegister, who: str = Depends(principal)):
+        return ds.register(who, req.name, req.path, req.replace)
+
+    @app.get("/v1/datasets")
+    def dataset_list(who: str = Depends(principal)):
+        return ds.list(who)
+
+    @app.get("/v1/datasets/{name}")
+    def dataset_show(name: str, owner: str | None = None, who: str = Depends(principal)):
+        return ds.show(who, name, owner)
+
+    @app.delete("/v1/datasets/{name}")
+    def dataset_remove(name: str, who: str = Depends(principal)):
+        ds.remove(who, name)
+        return {"removed": True}
+
+    @app.put("/v1/datasets/{name}/grants/{to}")
+    def dataset_grant(name: str, to: str, receive: bool = False, who: str = Depends(principal)):
+        ds.grant(who, name, to, receive)
+        return {"granted": to, "receive": receive}
+
+    @app.delete("/v1/datasets/{name}/grants/{to}")
+    def dataset_revoke(name: str, to: str, who: str = Depends(principal)):
+        return {"revoked": ds.revoke(who, name, to)}
 
     @app.get("/v1/audit", response_model=list[S.AuditRow])
     def audit_tail(n: int = 50, who: str = Depends(principal)):

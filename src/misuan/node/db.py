@@ -1,4 +1,7 @@
-"""The node's SQLite database: registry, grants, sessions, audit chain."""
+"""The node's SQLite database: registry, grants, sessions, datasets, audit chain.
+
+Tables are created with ``IF NOT EXISTS``, so a table added later (``datasets``,
+``dataset_grants``) appears in an existing database without a version bump."""
 
 from __future__ import annotations
 
@@ -95,6 +98,23 @@ CREATE TABLE IF NOT EXISTS grants (
     granted_by TEXT NOT NULL,
     created REAL NOT NULL,
     PRIMARY KEY (asset, principal)
+);
+CREATE TABLE IF NOT EXISTS datasets (
+    owner TEXT NOT NULL,
+    name TEXT NOT NULL,
+    path TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    size_bytes INTEGER NOT NULL,
+    created REAL NOT NULL,
+    PRIMARY KEY (owner, name)
+);
+CREATE TABLE IF NOT EXISTS dataset_grants (
+    owner TEXT NOT NULL,
+    name TEXT NOT NULL,
+    principal TEXT NOT NULL,
+    receive INTEGER NOT NULL,
+    created REAL NOT NULL,
+    PRIMARY KEY (owner, name, principal)
 );
 """
 

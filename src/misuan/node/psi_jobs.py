@@ -1,11 +1,16 @@
 """PSI jobs on a node: this party's side of a two-party private set intersection.
 
-The input is a CSV *on this node* (a path inside the operator's allowed data
-directories); it never leaves the node. Each job runs the PSI engine
-(:mod:`misuan.psi`) in a worker process of its own — libpsi, like SPU, can
-take the whole process down when the peer dies — over a brpc link on a port
-this node reserves for the job. Results (counts, never rows) go to the audit
-log; the output CSV stays in the job dir until the requester fetches it.
+The input is a *dataset* registered on this node (see :mod:`.datasets`): a
+file inside its owner's data directory, pinned by its SHA-256. A job names it
+(``name`` or ``owner/name``) and runs only for the dataset's owner or a
+principal the owner granted; a grantee may make this side the receiver (which
+hands it this dataset's rows) only with a ``receive`` grant. The file never
+leaves the node. Each job runs the PSI engine (:mod:`misuan.psi`) in a worker
+process of its own — libpsi, like SPU, can take the whole process down when the
+peer dies — over a brpc link on a port this node reserves for the job; the
+engine refuses a snapshot whose hash differs from the registered one. Results
+(counts and the input's hash, never rows) go to the audit log; the output CSV
+stays in the job dir until the requester fetches it.
 """
 
 from __future__ import annotations
@@ -24,7 +29,9 @@ from pathlib import Path
 
 from ..config import NodeConfig
 from ..errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from ..psi.spec import PsiSpec
 from .audit import AuditLog
+from .datasets import Dataset, DatasetRegistry
 from .sessions import SessionManager
 from .zygote import set_pdeathsig
 
@@ -37,8 +44,8 @@ class PsiJob:
     principal: str
     rank: int  # this node's rank *in the job* (0 or 1)
     port: int
-    spec: dict
-    input_path: Path
+    spec: PsiSpec
+    dataset: Dataset
     dir: Path
     created: float = field(default_factory=time.time)
     proc: subprocess.Popen | None = None
@@ -47,29 +54,32 @@ class PsiJob:
 
 
 class PsiJobs:
-    def __init__(self, cfg: NodeConfig, sessions: SessionManager, audit: AuditLog):
+    def __init__(self, cfg: NodeConfig, sessions: SessionManager, audit: AuditLog, datasets: DatasetRegistry):
         self.cfg = cfg
         self.sessions = sessions
         self.audit = audit
+        self.datasets = datasets
         self.root = cfg.state_dir / "psi"
         self._jobs: dict[str, PsiJob] = {}
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------ helpers
 
-    def _allowed_input(self, path: str) -> Path:
-        p = Path(path)
-        if not p.is_absolute():
-            raise InvalidInput("the input path must be absolute (a file on this node)")
-        real = p.resolve()
-        roots = [r.resolve() for r in self.cfg.data_dirs]
-        if not any(real == r or r in real.parents for r in roots):
-            raise PermissionDenied("the input file is outside this node's allowed data directories")
-        if not real.is_file():
-            raise NotFound("input file not found on this node")
-        if not os.access(real, os.R_OK):
-            raise PermissionDenied("the node cannot read the input file")
-        return real
+    @staticmethod
+    def _spec(spec: dict) -> PsiSpec:
+        try:
+            return PsiSpec.from_dict(spec)
+        except (TypeError, ValueError, AttributeError):
+            raise InvalidInput("malformed PSI spec (keys: a list of column names; see misuan.psi.spec)") from None
+
+    def _input(self, principal: str, dataset: str, receives: bool) -> Dataset:
+        ds, may_receive = self.datasets.resolve(principal, dataset)
+        if receives and not may_receive:
+            raise PermissionDenied(
+                f"your grant on dataset {ds.ref!r} does not let this side receive its rows; ask its owner for a receive grant"
+            )
+        self.datasets.check_unchanged(ds)
+        return ds
 
     def _get(self, jid: str, principal: str) -> PsiJob:
         job = self._jobs.get(jid)
@@ -79,20 +89,18 @@ class PsiJobs:
 
     # ------------------------------------------------------------ lifecycle
 
-    def create(self, principal: str, jid: str, rank: int, spec: dict, input_path: str) -> dict:
+    def create(self, principal: str, jid: str, rank: int, spec: dict, dataset: str) -> dict:
         if not JOB_RE.match(jid or ""):
             raise InvalidInput("job ids are 8-64 chars of letters, digits, '_' or '-'")
         if rank not in (0, 1):
             raise InvalidInput("rank in the job must be 0 or 1")
-        from ..psi.spec import PsiSpec
-
-        PsiSpec.from_dict(spec)  # validate early, one clear error
-        real = self._allowed_input(input_path)
+        parsed = self._spec(spec)  # validate early, one clear error
+        ds = self._input(principal, dataset, parsed.receives(rank))
         with self._lock:
             if jid in self._jobs:
                 raise Conflict("PSI job id already in use")
             port = self.sessions.reserve_port()
-            job = PsiJob(jid, principal, rank, port, spec, real, self.root / jid)
+            job = PsiJob(jid, principal, rank, port, parsed, ds, self.root / jid)
             self._jobs[jid] = job
         job.dir.mkdir(parents=True, exist_ok=True)
         os.chmod(job.dir, 0o700)
@@ -112,9 +120,9 @@ class PsiJobs:
         tls = None
         if cl.tls:
             tls = {"cert_path": str(self.cfg.tls_cert), "key_path": str(self.cfg.tls_key), "ca_path": str(cl.ca_cert)}
-        receives = job.spec.get("receiver", "both") in ("both", job.rank)
+        receives = job.spec.receives(job.rank)
         request = {
-            "spec": job.spec,
+            "spec": job.spec.to_dict(),
             "link": {
                 "job_id": f"psi-{jid}",
                 "self_rank": job.rank,
@@ -123,7 +131,8 @@ class PsiJobs:
                 "connect_timeout_s": cl.timeouts.link_connect_s,
                 "tls": tls,
             },
-            "input": str(job.input_path),
+            "input": str(job.dataset.path),
+            "expected_sha256": job.dataset.sha256,
             "job_dir": str(job.dir / "work"),
             "output": str(job.dir / "output.csv") if receives else None,
             "result": str(job.dir / "result.json"),
@@ -141,8 +150,15 @@ class PsiJobs:
         finally:
             log.close()
         job.state = "running"
-        self.audit.append("psi.start", asset=f"psi:{jid}", requester=principal, detail={"rank": job.rank, "protocol": job.spec.get("protocol")})
+        self.audit.append("psi.start", asset=f"psi:{jid}", requester=principal, detail={**self._input_detail(job), "protocol": job.spec.protocol})
         return {"started": True}
+
+    @staticmethod
+    def _input_detail(job: PsiJob) -> dict:
+        return {
+            "rank": job.rank, "dataset": job.dataset.ref, "input_sha256": job.dataset.sha256,
+            "receives": job.spec.receives(job.rank),
+        }
 
     def status(self, principal: str, jid: str) -> dict:
         job = self._get(jid, principal)
@@ -179,7 +195,8 @@ class PsiJobs:
             "psi.job", asset=f"psi:{job.id}", requester=job.principal, status=job.state,
             bytes_in=int(res.get("bytes_received") or 0), bytes_out=int(res.get("bytes_sent") or 0),
             detail={
-                "rank": job.rank, "protocol": job.spec.get("protocol"), "join": job.spec.get("join"),
+                **self._input_detail(job), "protocol": job.spec.protocol, "join": job.spec.join,
+                "snapshot_sha256": res.get("input_sha256"),
                 "input_rows": res.get("input_rows"), "intersection": res.get("intersection_keys"),
                 "output_rows": res.get("output_rows"), "seconds": res.get("seconds"),
             },
@@ -206,7 +223,7 @@ class PsiJobs:
         if job.state in ("reserved", "running"):
             self.sessions.release_port(job.port)
             if job.state == "running":
-                self.audit.append("psi.job", asset=f"psi:{jid}", requester=principal, status="cancelled")
+                self.audit.append("psi.job", asset=f"psi:{jid}", requester=principal, status="cancelled", detail=self._input_detail(job))
         shutil.rmtree(job.dir, ignore_errors=True)
 
     def shutdown(self) -> None:

@@ -13,6 +13,7 @@ from .. import __version__
 from ..config import NodeConfig
 from . import auth
 from .audit import AuditLog
+from .datasets import DatasetRegistry
 from .db import Database
 from .models import ModelRegistry
 from .psi_jobs import PsiJobs
@@ -44,7 +45,8 @@ class NodeService:
         storage, per_value = share_layout(cfg.cluster.mpc.protocol, cfg.cluster.mpc.field)
         self.models = ModelRegistry(self.db, self.store, self.audit, storage, per_value)
         self.runtimes = ModelRuntimes(cfg, self.sessions, self.models, self.audit)
-        self.psi = PsiJobs(cfg, self.sessions, self.audit)
+        self.datasets = DatasetRegistry(cfg.data_dirs, self.db, self.audit)
+        self.psi = PsiJobs(cfg, self.sessions, self.audit, self.datasets)
         self._stop = threading.Event()
         self._upkeep = threading.Thread(target=self._upkeep_loop, daemon=True, name="node-upkeep")
 

@@ -7,7 +7,7 @@ Usage::
 Request::
 
     {"spec": {...PsiSpec.to_dict()}, "link": {...PsiLink.to_dict()},
-     "input": "/abs/in.csv", "job_dir": "/abs/job", "output": "/abs/out.csv" | null,
+     "input": "/abs/in.csv", "expected_sha256": "<hex>" | null, "job_dir": "/abs/job", "output": "/abs/out.csv" | null,
      "result": "/abs/result.json", "progress": "/abs/progress.jsonl" | null}
 
 The outcome is written atomically to ``result``::
@@ -79,6 +79,7 @@ def run(request: dict[str, Any]) -> int:
                 Path(request["job_dir"]),
                 Path(request["output"]) if request.get("output") else None,
                 on_progress,
+                request.get("expected_sha256"),
             )
         except MisuanError as exc:
             error = {"type": type(exc).__name__, "message": str(exc), "http_status": exc.http_status}

@@ -1,14 +1,20 @@
 """``client.psi(...)`` / ``misuan psi run``: a PSI job between two nodes of a cluster.
 
-Each party's node reads its own CSV (a path on that node); the two nodes open
-their own brpc link for the job (TLS when the cluster uses TLS). The client
-only coordinates and, for the receiver(s), fetches the output CSV to ``out``
-(written atomically: a temp file renamed into place).
+Each party's node reads its own input: a *dataset* registered on that node
+(``name`` for the caller's own, ``owner/name`` for one shared with the caller),
+or a path on that node (a ``Path``, or a string starting with ``/``, ``~`` or
+``.``), which the client first registers as the caller's dataset; the node
+accepts only files inside the caller's directory ``<data_dir>/<principal>/``.
+The two nodes open their own brpc link for the job (TLS when the cluster uses
+TLS). The client only coordinates and, for the receiver(s), fetches the output
+CSV to ``out`` (written atomically: a temp file renamed into place).
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -50,6 +56,25 @@ def party_rank(client: Client, name: str) -> int:
     raise E.InvalidInput(f"no party {name!r} in this cluster (parties: {', '.join(p.id for p in client.cluster.parties)})")
 
 
+def is_path(value: str | os.PathLike) -> bool:
+    """A party's input given as a path (registered first) rather than a dataset name."""
+    return not isinstance(value, str) or value.startswith(("/", "~", "."))
+
+
+def auto_dataset_name(path: str) -> str:
+    """A stable dataset name for a path: its file stem and a short hash of the full path."""
+    stem = re.sub(r"[^A-Za-z0-9._-]", "_", Path(path).stem)[:40].lstrip("._-") or "input"
+    return f"{stem}-{hashlib.sha256(path.encode('utf-8', 'surrogateescape')).hexdigest()[:12]}"
+
+
+def input_ref(node, value: str | os.PathLike) -> str:
+    """The dataset a job names for ``value``: registers a path as the caller's dataset (re-pinning its hash)."""
+    if not is_path(value):
+        return value
+    path = str(Path(value).expanduser().absolute())
+    return node.dataset_register(auto_dataset_name(path), path, replace=True)["name"]
+
+
 def _out_paths(out: Path | None, names: tuple[str, str], receivers: Sequence[int]) -> dict[int, Path]:
     if out is None:
         return {}
@@ -73,7 +98,7 @@ def run_psi(
     progress: Callable[[float, str], None] | None = None,
     timeout_s: float = 3600.0,
 ) -> PsiRun:
-    """Intersect the CSVs of two parties (``{"alice": path_on_alice, "bob": path_on_bob}``)."""
+    """Intersect two parties' tables (``{"alice": dataset_or_path, "bob": dataset_or_path}``)."""
     if len(parties) != 2:
         raise E.InvalidInput("PSI needs exactly two parties")
     names = tuple(parties)  # job ranks follow the order given
@@ -101,9 +126,10 @@ def run_psi(
     created: list[int] = []
     t0 = time.perf_counter()
     try:
+        refs = [input_ref(nodes[jr], parties[names[jr]]) for jr in (0, 1)]
         addresses = []
         for jr in (0, 1):
-            addresses.append(nodes[jr].psi_create(job, jr, specs[jr], str(Path(parties[names[jr]]).expanduser().absolute())))
+            addresses.append(nodes[jr].psi_create(job, jr, specs[jr], refs[jr]))
             created.append(jr)
         for jr in (0, 1):
             nodes[jr].psi_start(job, addresses, node_ranks[1 - jr])

@@ -38,7 +38,7 @@ from typing import Any
 
 import numpy as np
 
-from misuan.errors import ComputeError, ConfigError
+from misuan.errors import ComputeError, ConfigError, InvalidInput
 from misuan.psi import _libpsi, _link, _netstat, _output, _prepare, _snapshot, _sync
 from misuan.psi._progress import ProgressCallback, StageTracker
 from misuan.psi.result import PsiPartyResult
@@ -60,6 +60,7 @@ class _Job:
     output: Path | None
     work: Path
     tracker: StageTracker
+    expected_sha256: str | None = None
 
     @property
     def rank(self) -> int:
@@ -112,6 +113,8 @@ def _prepare_local(job: _Job, cancel: threading.Event) -> tuple[_snapshot.Snapsh
     snapshot = _snapshot.snapshot_input(
         job.input_csv, job.work / "input.csv", lambda f: job.tracker.set_fraction(0.2 * f)
     )
+    if job.expected_sha256 is not None and snapshot.sha256 != job.expected_sha256:
+        raise InvalidInput("the input changed since it was registered (its SHA-256 differs); its owner must register it again")
     prepared = _prepare.prepare_input(
         snapshot,
         job.spec,
@@ -186,6 +189,7 @@ def run_psi_party(
     job_dir: Path,
     output_csv: Path | None = None,
     progress: ProgressCallback | None = None,
+    expected_sha256: str | None = None,
 ) -> PsiPartyResult:
     """Run this party's side of a PSI job and return its summary.
 
@@ -200,6 +204,8 @@ def run_psi_party(
         output_csv: where a receiver writes its result; ignored on a
             non-receiver; ``None`` on a receiver means "counts only".
         progress: called on this thread with :class:`~misuan.psi.result.PsiProgress` events.
+        expected_sha256: if given, the snapshot of the input must hash to this
+            (a node pins a registered dataset's content); else InvalidInput.
 
     Raises:
         InvalidInput: this party's input or request is bad, or the two requests
@@ -215,7 +221,7 @@ def run_psi_party(
     receives = spec.receives(link.self_rank)
     output = Path(output_csv).absolute() if receives and output_csv is not None else None
     work = _make_workdir(Path(job_dir), link)
-    job = _Job(spec, link, input_path, output, work, tracker)
+    job = _Job(spec, link, input_path, output, work, tracker, expected_sha256)
     try:
         try:
             input_bytes = input_path.stat().st_size

@@ -159,7 +159,9 @@ class PsiSpec:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PsiSpec:
-        """Build from a JSON-like mapping, refusing unknown fields."""
+        """Build from a JSON-like mapping, refusing unknown fields and wrong types."""
+        if not isinstance(data, Mapping):
+            raise InvalidInput("a PSI spec is a JSON object")
         allowed = {"keys", "protocol", "receiver", "join", "normalize", "duplicates", "ecdh_curve"}
         unknown = set(data) - allowed
         if unknown:
@@ -167,9 +169,17 @@ class PsiSpec:
         if "keys" not in data:
             raise InvalidInput("PSI spec needs 'keys'")
         values = dict(data)
-        values["normalize"] = KeyNormalization.from_dict(data.get("normalize"))
+        normalize = data.get("normalize")
+        if normalize is not None and not isinstance(normalize, Mapping):
+            raise InvalidInput("normalize must be an object of true/false options")
+        values["normalize"] = KeyNormalization.from_dict(normalize)
         keys = data["keys"]
+        if not isinstance(keys, (str, list, tuple)):
+            raise InvalidInput("keys must be a column name or a list of column names")
         values["keys"] = (keys,) if isinstance(keys, str) else tuple(keys)
+        for name in ("protocol", "join", "duplicates", "ecdh_curve"):
+            if name in values and not isinstance(values[name], str):
+                raise InvalidInput(f"{name} must be a string")
         return cls(**values)
 
 
