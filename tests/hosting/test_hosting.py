@@ -126,7 +126,7 @@ def test_no_api_returns_a_stored_share(client3, hosted, tiny_dir):
     routes = {(r.path, tuple(sorted(r.methods))) for r in create_app(_Svc()).routes if hasattr(r, "methods")}
     gets = sorted(p for p, m in routes if "GET" in m)
     assert gets == [
-        "/openapi.json", "/v1/audit", "/v1/health", "/v1/models", "/v1/models/{name}", "/v1/models/{name}/runtime",
+        "/openapi.json", "/v1/audit", "/v1/audit/head", "/v1/health", "/v1/models", "/v1/models/{name}", "/v1/models/{name}/runtime",
         "/v1/models/{name}/runtime/{rid}/requests/{req_id}/vars/{var}", "/v1/models/{name}/tokenizer",
         "/v1/psi/jobs/{jid}", "/v1/psi/jobs/{jid}/output",  # a PSI receiver's own result rows
         "/v1/sessions/{sid}/vars/{name}", "/v1/status",

@@ -22,6 +22,7 @@ from .. import errors as E
 from ..config import ClusterConfig, load_cluster
 from ..mpc.compile import Program, compile_program, spec_of
 from ..mpc.shares import SecretShare, Sharer
+from .receipts import ReceiptBook
 from .transport import NodeClient
 
 
@@ -164,7 +165,8 @@ class Client:
     def __init__(self, cluster: ClusterConfig, token: str | None = None):
         self.cluster = cluster
         token = token or cluster.read_token()
-        self.nodes = [NodeClient(cluster, p, token) for p in cluster.parties]
+        self.receipts = ReceiptBook(cluster)
+        self.nodes = [NodeClient(cluster, p, token, self.receipts) for p in cluster.parties]
         self.sharer = Sharer(cluster.mpc, cluster.world_size)
         self._pool = ThreadPoolExecutor(max_workers=max(4, 2 * cluster.world_size), thread_name_prefix="misuan-client")
         self._programs: dict[tuple, Program] = {}

@@ -7,6 +7,7 @@ import ssl
 import httpx
 
 from .. import errors as E
+from ..audit_heads import RECEIPT_HEADER
 from ..config import CLIENT_KEEP_ALIVE_S, ClusterConfig, PartySpec
 
 _BY_NAME = {
@@ -37,8 +38,10 @@ def _chunks(parts, step: int = 4 << 20):
 class NodeClient:
     """Typed calls to one node's control API."""
 
-    def __init__(self, cluster: ClusterConfig, party: PartySpec, token: str):
+    def __init__(self, cluster: ClusterConfig, party: PartySpec, token: str, receipts=None):
         self.party = party
+        #: a :class:`~misuan.client.receipts.ReceiptBook` that keeps this node's signed receipts
+        self.receipts = receipts
         self.name = f"node {party.rank} ({party.id} at {party.control_url})"
         t = cluster.timeouts
         verify: ssl.SSLContext | bool = True
@@ -87,7 +90,17 @@ class NodeClient:
             raise E.NodeError(f"{self.name}: {type(exc).__name__}", party=self.party.rank, url=self.party.control_url) from None
         if resp.status_code >= 400:
             self._raise(resp)
+        self._keep_receipt(resp)
         return resp
+
+    def _keep_receipt(self, resp: httpx.Response) -> None:
+        receipt = resp.headers.get(RECEIPT_HEADER)
+        if receipt is not None and self.receipts is not None:
+            self.receipts.record(self.party, receipt, lambda: self.audit_head()["public_key"])
+
+    def audit_head(self) -> dict:
+        """The node's signed audit head (no principal needed)."""
+        return self._request("GET", "/v1/audit/head").json()
 
     def _raise(self, resp: httpx.Response) -> None:
         try:

@@ -97,6 +97,8 @@ def cluster_doc(
             "fxp_fraction_bits": mpc.fxp_fraction_bits,
             "tls": tls,
             "token_file": "admin.token",
+            # this copy's client keeps the nodes' signed audit receipts here
+            "receipts_dir": "receipts",
         },
         "timeouts": {
             "link_recv_ms": timeouts.link_recv_ms,
@@ -104,6 +106,7 @@ def cluster_doc(
             "http_connect_s": timeouts.http_connect_s,
             "http_read_s": timeouts.http_read_s,
             "session_idle_s": timeouts.session_idle_s,
+            "audit_peer_s": timeouts.audit_peer_s,
         },
         "parties": parties,
     }

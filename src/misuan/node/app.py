@@ -14,6 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from ..errors import AuthError, InvalidInput, MisuanError
 from . import schemas as S
 from .service import NodeService
+from .witness import ReceiptMiddleware
 
 MAX_BODY = 1 << 31  # 2 GiB per binary request
 
@@ -35,6 +36,7 @@ def create_app(service: NodeService) -> FastAPI:
             service.stop()
 
     app = FastAPI(title="misuan node", version="1", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.add_middleware(ReceiptMiddleware, witness=service.witness)
 
     @app.exception_handler(MisuanError)
     async def _misuan_error(_req: Request, exc: MisuanError):
@@ -249,6 +251,11 @@ def create_app(service: NodeService) -> FastAPI:
     def psi_delete(jid: str, who: str = Depends(principal)):
         psi.delete(who, jid)
         return {"deleted": True}
+
+    @app.get("/v1/audit/head", response_model=S.AuditHead)
+    def audit_head():
+        # No principal: peers fetch it to cross-record heads; it shows a row count and a hash, signed.
+        return service.witness.head_view()
 
     @app.get("/v1/audit", response_model=list[S.AuditRow])
     def audit_tail(n: int = 50, _who: str = Depends(principal)):
