@@ -128,13 +128,13 @@ class ClusterConfig:
 
     @property
     def receipts_path(self) -> Path:
-        """The receipts directory: the configured one, else one per cluster under ~/.misuan/receipts."""
+        """The receipts directory: the configured one, else one per cluster under ~/.misuan/audit/."""
         if self.receipts_dir is not None:
             return self.receipts_dir
         import hashlib
 
         fp = hashlib.sha256("\n".join(f"{p.id} {p.control_url}" for p in self.parties).encode()).hexdigest()[:12]
-        return Path.home() / ".misuan" / "receipts" / f"{self.name}-{fp}"
+        return Path.home() / ".misuan" / "audit" / f"{self.name}-{fp}"
 
     @property
     def world_size(self) -> int:

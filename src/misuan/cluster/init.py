@@ -7,6 +7,8 @@ Layout of a cluster directory ``D``::
     D/pki/ca.pem, ca.key    the cluster CA (keep ca.key offline in production)
     D/node<i>/node.toml     node i's private config
     D/node<i>/cluster.secret, storage.key, tls/node.pem, tls/node.key   (0600 keys)
+    D/node<i>/audit.key, audit.pub   made by node i itself on first start (never copied)
+    D/receipts/             the signed audit receipts the admin's client keeps
 
 For a multi-host deployment, copy ``cluster.toml`` + ``pki/ca.pem`` and the
 directory ``node<i>`` to host i; clients need ``cluster.toml``, ``pki/ca.pem``

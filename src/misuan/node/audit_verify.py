@@ -115,7 +115,7 @@ def _cross_records(cluster: str, nodes: dict[str, NodeAudit], keys: dict, dbs: d
             if p not in nodes or p == j:
                 continue
             if status != "ok":
-                nodes[p].fail(None, f"{j} recorded an inconsistent head of {p} (its row {seq}: {status})")
+                nodes[p].fail(None, f"{j} reported an inconsistent head of {p} at its row {seq} ({', '.join(sorted(d))})")
                 continue
             head = SignedHead(cluster, p, int(d["seq"]), str(d["hash"]), int(d["ts_ms"]), str(d["signature"]))
             try:

@@ -78,7 +78,8 @@ class AuditWitness:
         verify: ssl.SSLContext | bool = True
         if self.cfg.cluster.tls:
             verify = ssl.create_default_context(cafile=str(self.cfg.cluster.ca_cert))
-        self._http = httpx.Client(timeout=httpx.Timeout(t.http_read_s, connect=t.http_connect_s), verify=verify)
+        # short: a hung peer must not hold up the others or the node's shutdown
+        self._http = httpx.Client(timeout=httpx.Timeout(min(t.http_read_s, 5.0), connect=t.http_connect_s), verify=verify)
         while not self._stop.wait(t.audit_peer_s):
             for peer in self.cfg.cluster.parties:
                 if peer.rank == self.cfg.rank or self._stop.is_set():
