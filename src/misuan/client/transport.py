@@ -23,6 +23,8 @@ _BY_NAME = {
         E.ConfigError,
     )
 }
+#: the only routes a node answers without an audit receipt
+_NO_RECEIPT = ("/v1/health", "/v1/audit/head")
 _BY_STATUS = {401: E.AuthError, 403: E.PermissionDenied, 404: E.NotFound, 409: E.Conflict, 422: E.InvalidInput}
 
 
@@ -94,9 +96,12 @@ class NodeClient:
         return resp
 
     def _keep_receipt(self, resp: httpx.Response) -> None:
+        if self.receipts is None or resp.request.url.path in _NO_RECEIPT:
+            return
         receipt = resp.headers.get(RECEIPT_HEADER)
-        if receipt is not None and self.receipts is not None:
-            self.receipts.record(self.party, receipt, lambda: self.audit_head()["public_key"])
+        if receipt is None:
+            raise E.IntegrityError(f"{self.name} answered without a signed audit receipt")
+        self.receipts.record(self.party, receipt, lambda: self.audit_head()["public_key"])
 
     def audit_head(self) -> dict:
         """The node's signed audit head (no principal needed)."""
