@@ -72,6 +72,9 @@ class Timeouts:
     http_read_s: float = 60.0
     #: a session nobody touched for this long is freed.
     session_idle_s: float = 600.0
+    #: how often a node fetches its peers' signed audit heads (it records one
+    #: only when the peer logged something new since the last one it recorded).
+    audit_peer_s: float = 15.0
 
 
 #: how long a node keeps an idle control-plane connection open, and how long a
@@ -90,6 +93,9 @@ class PartySpec:
     link_host: str
     #: inclusive range of ports this party uses for per-session SPU links.
     link_ports: tuple[int, int]
+    #: the node's audit signing key (Ed25519, hex) if the operator published it;
+    #: otherwise peers and clients pin the key at first sight.
+    audit_key: str | None = None
 
     @property
     def control_port(self) -> int:
@@ -117,8 +123,20 @@ class ClusterConfig:
     #: the key file of the principal a client acts as by default (local clusters:
     #: the admin's; absent on nodes and in shared copies of the file).
     key_file: Path | None = None
+    #: where a client keeps the nodes' signed audit receipts (None: the default).
+    receipts_dir: Path | None = None
     #: the file this was read from.
     path: Path | None = None
+
+    @property
+    def receipts_path(self) -> Path:
+        """The receipts directory: the configured one, else one per cluster under ~/.misuan/audit/."""
+        if self.receipts_dir is not None:
+            return self.receipts_dir
+        import hashlib
+
+        fp = hashlib.sha256("\n".join(f"{p.id} {p.control_url}" for p in self.parties).encode()).hexdigest()[:12]
+        return Path.home() / ".misuan" / "audit" / f"{self.name}-{fp}"
 
     @property
     def world_size(self) -> int:
@@ -233,6 +251,15 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _audit_key(p: dict, where: str) -> str | None:
+    key = _get(p, "audit_key", str, where, None)
+    if key is None:
+        return None
+    from .audit_heads import check_public_key
+
+    return check_public_key(key, where)
+
+
 def load_cluster(path: str | Path, *, check_files: bool = True) -> ClusterConfig:
     """Read and validate a ``cluster.toml`` (``check_files=False``: while a cluster is
     being set up, before its trust bundle exists)."""
@@ -256,7 +283,10 @@ def load_cluster(path: str | Path, *, check_files: bool = True) -> ClusterConfig
         http_connect_s=_get(t, "http_connect_s", float, where, Timeouts.http_connect_s),
         http_read_s=_get(t, "http_read_s", float, where, Timeouts.http_read_s),
         session_idle_s=_get(t, "session_idle_s", float, where, Timeouts.session_idle_s),
+        audit_peer_s=_get(t, "audit_peer_s", float, where, Timeouts.audit_peer_s),
     )
+    if timeouts.audit_peer_s <= 0:
+        raise ConfigError(f"{where}: 'audit_peer_s' must be > 0")
     plist = raw.get("parties")
     if not isinstance(plist, list) or not plist:
         raise ConfigError(f"{where}: no [[parties]] listed")
@@ -282,6 +312,7 @@ def load_cluster(path: str | Path, *, check_files: bool = True) -> ClusterConfig
                 control_url=url.rstrip("/"),
                 link_host=_get(p, "link_host", str, pw),
                 link_ports=(ports[0], ports[1]),
+                audit_key=_audit_key(p, pw),
             )
         )
     mpc.check(len(parties))
@@ -307,6 +338,7 @@ def load_cluster(path: str | Path, *, check_files: bool = True) -> ClusterConfig
         timeouts=timeouts,
         ca_cert=ca,
         key_file=_resolve(base, _get(c, "key_file", str, where, None)),
+        receipts_dir=_resolve(base, _get(c, "receipts_dir", str, where, None)),
         path=path,
     )
 

@@ -114,7 +114,7 @@ def test_no_api_returns_a_stored_share(client3, hosted, tiny_dir):
         node.run(rt.runtime_id, b"x", "0" * 64)
     # and a generic session holds nothing but what its client put there
     with client3.session() as s:
-        with pytest.raises(misuan.NotFound):
+        with pytest.raises(misuan.InvalidInput, match="reserved"):  # the node's namespace, not a client's
             s.get("w:embed")
     # the only binary-returning routes are session variables and declared request outputs
     from misuan.node.app import create_app
@@ -126,12 +126,14 @@ def test_no_api_returns_a_stored_share(client3, hosted, tiny_dir):
     routes = {(r.path, tuple(sorted(r.methods))) for r in create_app(_Svc()).routes if hasattr(r, "methods")}
     gets = sorted(p for p, m in routes if "GET" in m)
     assert gets == [
-        "/openapi.json", "/v1/audit",
+        "/v1/audit", "/v1/audit/head",
         "/v1/datasets", "/v1/datasets/{name}",  # metadata (owner, name, hash, size), never rows
         "/v1/health", "/v1/models", "/v1/models/{name}", "/v1/models/{name}/runtime",
         "/v1/models/{name}/runtime/{rid}/requests/{req_id}/vars/{var}", "/v1/models/{name}/tokenizer",
+        "/v1/principals",  # names and public keys
         "/v1/psi/jobs/{jid}", "/v1/psi/jobs/{jid}/output",  # a PSI receiver's own result rows
-        "/v1/sessions/{sid}/vars/{name}", "/v1/status",
+        "/v1/runtimes/{rid}/alive",  # a boolean, for peers
+        "/v1/sessions/{sid}/vars/{name}", "/v1/status", "/v1/whoami",
     ]
 
 

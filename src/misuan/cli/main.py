@@ -170,23 +170,25 @@ def cluster_status(dir: Path = DirOpt, as_json: bool = JsonOpt):
 
 
 @audit_app.command("verify")
-def audit_verify(dir: Path = DirOpt, as_json: bool = JsonOpt):
-    """Recompute every node's audit chain; report the first broken row."""
-    from ..node.audit import verify_chain
+def audit_verify(
+    dir: Path = DirOpt,
+    receipts: Optional[Path] = typer.Option(None, "--receipts", help="a client's receipts dir (default: the one cluster.toml names, if present)"),
+    as_json: bool = JsonOpt,
+):
+    """Recompute every node's audit chain and check it against its peers' records and the client's receipts."""
+    from ..node.audit_verify import default_receipts, verify_cluster
 
     d = dir.expanduser().resolve()
-    dbs = sorted(d.glob("node*/state.db"))
-    if not dbs:
-        raise MisuanError(f"no node state found under {d}")
-    reports = [verify_chain(p) for p in dbs]
+    reports = verify_cluster(d, receipts.expanduser().resolve() if receipts else default_receipts(d))
     if as_json:
-        _emit_json([r.__dict__ for r in reports])
+        _emit_json([r.public() for r in reports])
     else:
         t = Table(title="audit chains")
-        for c in ("node", "rows", "result", "first broken row", "reason"):
+        for c in ("node", "rows", "peer heads", "receipts", "result", "first broken row", "reason"):
             t.add_column(c)
         for r in reports:
-            t.add_row(Path(r.path).parent.name, str(r.rows), "[green]ok[/green]" if r.ok else "[red]BROKEN[/red]", str(r.first_broken or "-"), r.reason)
+            result = "[green]ok[/green]" if r.ok else "[red]BROKEN[/red]"
+            t.add_row(r.party, str(r.rows), str(r.peer_heads), str(r.receipts), result, str(r.first_broken or "-"), r.reason)
         out.print(t)
     if not all(r.ok for r in reports):
         raise typer.Exit(1)

@@ -23,6 +23,7 @@ from ..config import ClusterConfig, load_cluster
 from ..identity import Identity, load_identity
 from ..mpc.compile import Program, compile_program, spec_of
 from ..mpc.shares import SecretShare, Sharer
+from .receipts import ReceiptBook
 from .transport import NodeClient
 
 
@@ -169,7 +170,8 @@ class Client:
         elif not isinstance(identity, Identity):
             identity = load_identity(identity)
         self.identity = identity
-        self.nodes = [NodeClient(cluster, p, identity) for p in cluster.parties]
+        self.receipts = ReceiptBook(cluster)
+        self.nodes = [NodeClient(cluster, p, identity, self.receipts) for p in cluster.parties]
         self.sharer = Sharer(cluster.mpc, cluster.world_size)
         self._pool = ThreadPoolExecutor(max_workers=max(4, 2 * cluster.world_size), thread_name_prefix="misuan-client")
         self._programs: dict[tuple, Program] = {}

@@ -8,6 +8,7 @@ import ssl
 import httpx
 
 from .. import errors as E
+from ..audit_heads import RECEIPT_HEADER
 from ..config import CLIENT_KEEP_ALIVE_S, ClusterConfig, PartySpec
 from ..identity import BODY_HEADER, Identity
 
@@ -24,6 +25,8 @@ _BY_NAME = {
         E.ConfigError,
     )
 }
+#: the only routes a node answers without an audit receipt
+_NO_RECEIPT = ("/v1/health", "/v1/audit/head")
 _BY_STATUS = {401: E.AuthError, 403: E.PermissionDenied, 404: E.NotFound, 409: E.Conflict, 422: E.InvalidInput}
 
 
@@ -65,8 +68,10 @@ class SignRequests(httpx.Auth):
 class NodeClient:
     """Typed calls to one node's control API."""
 
-    def __init__(self, cluster: ClusterConfig, party: PartySpec, identity: Identity):
+    def __init__(self, cluster: ClusterConfig, party: PartySpec, identity: Identity, receipts=None):
         self.party = party
+        #: a :class:`~misuan.client.receipts.ReceiptBook` that keeps this node's signed receipts
+        self.receipts = receipts
         self.name = f"node {party.rank} ({party.id} at {party.control_url})"
         t = cluster.timeouts
         verify: ssl.SSLContext | bool = True
@@ -115,7 +120,20 @@ class NodeClient:
             raise E.NodeError(f"{self.name}: {type(exc).__name__}", party=self.party.rank, url=self.party.control_url) from None
         if resp.status_code >= 400:
             self._raise(resp)
+        self._keep_receipt(resp)
         return resp
+
+    def _keep_receipt(self, resp: httpx.Response) -> None:
+        if self.receipts is None or resp.request.url.path in _NO_RECEIPT:
+            return
+        receipt = resp.headers.get(RECEIPT_HEADER)
+        if receipt is None:
+            raise E.IntegrityError(f"{self.name} answered without a signed audit receipt")
+        self.receipts.record(self.party, receipt, lambda: self.audit_head()["public_key"])
+
+    def audit_head(self) -> dict:
+        """The node's signed audit head (no principal needed)."""
+        return self._request("GET", "/v1/audit/head").json()
 
     def _raise(self, resp: httpx.Response) -> None:
         try:

@@ -7,6 +7,8 @@ Layout of a local cluster directory ``D`` (one machine plays every party)::
     D/pki/nodes.pem         trust bundle: every node's self-signed certificate
     D/node<i>/node.toml     node i's private config (names the admin's public key)
     D/node<i>/storage.key, tls/node.pem, tls/node.key   (0600 keys)
+    D/node<i>/audit.key, audit.pub   made by node i itself on first start (never copied)
+    D/receipts/             the signed audit receipts the admin's client keeps
 
 A multi-host cluster is set up without any machine holding another's keys:
 ``cluster init --hosts`` writes only ``cluster.toml``; each operator runs
@@ -102,6 +104,8 @@ def cluster_doc(
             "field": mpc.field,
             "fxp_fraction_bits": mpc.fxp_fraction_bits,
             "tls": tls,
+            # this copy's client keeps the nodes' signed audit receipts here
+            "receipts_dir": "receipts",
         },
         "timeouts": {
             "link_recv_ms": timeouts.link_recv_ms,
@@ -109,6 +113,7 @@ def cluster_doc(
             "http_connect_s": timeouts.http_connect_s,
             "http_read_s": timeouts.http_read_s,
             "session_idle_s": timeouts.session_idle_s,
+            "audit_peer_s": timeouts.audit_peer_s,
         },
         "parties": parties,
     }

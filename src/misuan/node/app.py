@@ -20,6 +20,7 @@ from . import auth
 from .auth import BodyHash
 from . import schemas as S
 from .service import NodeService
+from .witness import ReceiptMiddleware
 
 MAX_BODY = 1 << 31  # 2 GiB per binary request
 #: an asset version in a query string (bounded: SQLite integers are 64-bit)
@@ -48,6 +49,7 @@ def create_app(service: NodeService) -> FastAPI:
             service.stop()
 
     app = FastAPI(title="misuan node", version="1", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_middleware(ReceiptMiddleware, witness=service.witness)
 
     @app.exception_handler(MisuanError)
     async def _misuan_error(_req: Request, exc: MisuanError):
@@ -337,6 +339,10 @@ def create_app(service: NodeService) -> FastAPI:
     @app.delete("/v1/datasets/{name}/grants/{to}")
     def dataset_revoke(name: str, to: str, who: str = Depends(principal)):
         return {"revoked": ds.revoke(who, name, to)}
+    @app.get("/v1/audit/head", response_model=S.AuditHead)
+    def audit_head():
+        # No principal: peers fetch it to cross-record heads; it shows a row count and a hash, signed.
+        return service.witness.head_view()
 
     @app.get("/v1/audit", response_model=list[S.AuditRow])
     def audit_tail(n: int = 50, who: str = Depends(principal)):

@@ -16,9 +16,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..audit_heads import GENESIS
 from .db import Database
 
-GENESIS = "0" * 64
+#: the op of a row that records a peer's signed head (node/witness.py)
+PEER_HEAD_OP = "audit.peer_head"
 _COLS = ("seq", "ts", "op", "asset", "requester", "bytes_in", "bytes_out", "status", "detail")
 
 
@@ -63,6 +65,17 @@ class AuditLog:
                 (*[row[c] for c in _COLS], prev, h),
             )
         return seq
+
+    def head(self) -> tuple[int, str]:
+        """``(seq, hash)`` of the last row; ``(0, GENESIS)`` for an empty chain."""
+        row = self.db.query("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+        return (row[0][0], row[0][1]) if row else (0, GENESIS)
+
+    def last_op_seq(self) -> int:
+        """Seq of the last row that is not a peer-head record (0 if none)."""
+        # walks back from the end: only the trailing peer-head rows are read
+        row = self.db.query("SELECT seq FROM audit WHERE op != ? ORDER BY seq DESC LIMIT 1", (PEER_HEAD_OP,))
+        return row[0][0] if row else 0
 
     def tail(self, n: int = 20, requester: str | None = None) -> list[dict]:
         """The last ``n`` rows (only ``requester``'s own, when given)."""

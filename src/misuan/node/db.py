@@ -30,6 +30,11 @@ CREATE TABLE IF NOT EXISTS audit (
     prev_hash TEXT NOT NULL,
     hash TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS peer_keys (
+    party TEXT PRIMARY KEY,
+    public_key TEXT NOT NULL,
+    pinned REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS sessions (
     id TEXT PRIMARY KEY,
     principal TEXT NOT NULL,

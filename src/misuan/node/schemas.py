@@ -110,6 +110,17 @@ class AuditRow(Strict):
     hash: str
 
 
+class AuditHead(Strict):
+    cluster: str
+    party: str
+    seq: int
+    hash: str
+    ts_ms: int
+    signature: str
+    public_key: str
+    last_op_seq: int
+
+
 class ErrorBody(Strict):
     error: str
     message: str

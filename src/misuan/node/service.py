@@ -10,6 +10,7 @@ import time
 import psutil
 
 from .. import __version__
+from ..audit_heads import HeadSigner
 from ..config import NodeConfig
 from . import auth
 from .audit import AuditLog
@@ -20,6 +21,7 @@ from .psi_jobs import PsiJobs
 from .runtimes import ModelRuntimes
 from .sessions import SessionManager
 from .store import ShareStore
+from .witness import AuditWitness
 
 #: (storage type, bytes per value) of one party's share, by protocol and field.
 _FIELD_BYTES = {"FM32": 4, "FM64": 8, "FM128": 16}
@@ -41,6 +43,8 @@ class NodeService:
         self.db = Database(cfg.state_dir / "state.db")
         self.audit = AuditLog(self.db)
         self.auth = auth.Authenticator(self.db, self.audit, cfg.party.id, cfg.admin_key)
+        self.signer = HeadSigner(cfg.state_dir, cfg.cluster.name, cfg.party.id)  # made here on first start, never copied
+        self.witness = AuditWitness(cfg, self.db, self.audit, self.signer)
         self.sessions = SessionManager(cfg, self.db, self.audit)
         storage, per_value = share_layout(cfg.cluster.mpc.protocol, cfg.cluster.mpc.field)
         self.models = ModelRegistry(self.db, self.store, self.audit, storage, per_value)
@@ -57,7 +61,10 @@ class NodeService:
         self.models.recover()
         self.sessions.start()
         self._upkeep.start()
-        self.audit.append("node.start", requester="system", detail={"pid": os.getpid(), "version": __version__})
+        self.audit.append(
+            "node.start", requester="system", detail={"pid": os.getpid(), "version": __version__, "audit_key": self.signer.public_key}
+        )
+        self.witness.start()
 
     def _upkeep_loop(self) -> None:
         while not self._stop.wait(10.0):
@@ -70,6 +77,7 @@ class NodeService:
 
     def stop(self) -> None:
         self._stop.set()
+        self.witness.stop()
         self.psi.shutdown()
         self.sessions.shutdown()
         self.audit.append("node.stop", requester="system")
