@@ -106,13 +106,15 @@ def test_parser_differential_cannot_smuggle_a_name(client3):
 def test_reserved_names_in_a_clients_own_session(client3):
     """Finding 1: names of the node's namespaces (``w:``, ``r:<request>:``) are not a
     client's to set, read or use as program inputs or outputs."""
+    frames = client3.sharer.share_frames(np.zeros(2, np.float32))  # a valid share: only the name is wrong
     with client3.session() as sess:
         for var in ("w:embed", "r:abcdefgh:x"):
-            with pytest.raises(misuan.InvalidInput):
-                client3.nodes[0].put_var(sess.id, var, b"MSH1")
+            with pytest.raises(misuan.InvalidInput, match="reserved"):
+                client3.nodes[0].put_var(sess.id, var, bytes(frames[0]))
+        client3.nodes[0].put_var(sess.id, "in0", bytes(frames[0]))
         prog = compile_program(lambda x: x * 2.0, [spec_of(np.zeros((2,), np.float32))], name="reserved",
-                               input_names=["w:embed"], output_names=["r:abcdefgh:y"])
-        with pytest.raises(misuan.InvalidInput):
+                               input_names=["in0"], output_names=["r:abcdefgh:y"])
+        with pytest.raises(misuan.InvalidInput, match="reserved"):
             client3.nodes[0].run(sess.id, prog.executable, prog.sha256)
 
 
