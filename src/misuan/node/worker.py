@@ -34,6 +34,7 @@ class _Worker:
         self.log_path = log_path
         self.log_offset = 0
         self.ctx = None
+        self.gate = None  # with TLS: owns the link port while the link lives
         self.rt = None
         self.mpc = None
         self.runs = 0
@@ -60,9 +61,11 @@ class _Worker:
         self.mpc = MpcSettings(**h["mpc"])
         t0 = time.perf_counter()
         try:
-            self.ctx = open_link(spec)
+            self.ctx, self.gate = open_link(spec)
         except RuntimeError:
             return {"ok": False, "error": "ComputeError", "message": "could not link to every peer in time"}
+        except OSError:
+            return {"ok": False, "error": "ComputeError", "message": "cannot listen on this session's link port"}
         opts = h.get("runtime_options", {})
         self.rt = spu_api.Runtime(self.ctx, runtime_config(self.mpc, profile=True, **opts))
         return {"ok": True, "seconds": time.perf_counter() - t0}
