@@ -1,8 +1,10 @@
 import socket
 import stat
+import subprocess
+import sys
 from pathlib import Path
 
-from misuan.mpc.tls_gate import TlsGate, is_tls_hello
+from misuan.mpc.tls_gate import TlsGate, is_tls_hello, sweep_stale_dirs
 
 
 def test_tls_hello_detection():
@@ -26,3 +28,15 @@ def test_gate_keeps_its_socket_private_and_cleans_up():
     assert not sock_dir.exists()
     with socket.socket() as s:
         assert s.connect_ex(("127.0.0.1", gate.port)) != 0
+
+
+def test_sweep_removes_dirs_of_dead_processes(tmp_path):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = tmp_path / f"misuan-link-{dead.pid}-abc"
+    live = tmp_path / "misuan-link-1-abc"  # pid 1 is alive
+    other = tmp_path / "unrelated"
+    for d in (stale, live, other):
+        d.mkdir()
+    sweep_stale_dirs(tmp_path)
+    assert not stale.exists() and live.exists() and other.exists()

@@ -17,8 +17,10 @@ import json
 import os
 import socket
 import ssl
+import stat
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -29,7 +31,7 @@ from misuan.cluster.local import local_cluster
 from tests.conftest import FAST
 
 PUSH = "/org.interconnection.link.ReceiverService/Push"
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[2]  # the worktree
 
 
 def _push_body(sender_rank: int) -> str:
@@ -58,6 +60,10 @@ def _tls_context(ca: Path, cert: Path | None = None, key: Path | None = None) ->
     if cert is not None:
         ctx.load_cert_chain(str(cert), str(key))
     return ctx
+
+
+def _gate_dirs() -> set[Path]:
+    return set(Path(tempfile.gettempdir()).glob("misuan-link-*"))
 
 
 def _listening(host: str, ports: range) -> list[int]:
@@ -91,6 +97,7 @@ def test_session_link_ports_refuse_plaintext(tls3):
     cfg = tls3.config
     d = tls3.dir
     client = tls3.client()
+    before = _gate_dirs()
     with client.session() as s:
         s.ping()
         targets = []
@@ -100,7 +107,11 @@ def test_session_link_ports_refuse_plaintext(tls3):
             targets.append((p.link_host, ports[0], (p.rank + 1) % cfg.world_size))
         tls = d / "node1" / "tls"
         _check_link_ports(targets, d / "pki" / "ca.pem", tls / "node.pem", tls / "node.key")
+        during = _gate_dirs() - before
+        assert len(during) >= 3, during  # each node's brpc listens on a Unix socket in a private dir
+        assert all(stat.S_IMODE(p.stat().st_mode) == 0o700 for p in during)
         s.ping()  # the link survived the probes
+    assert sum(p.exists() for p in during) <= len(during) - 3  # ours were removed at session close
     x = np.arange(12, dtype=np.float32).reshape(3, 4)
     np.testing.assert_allclose(client.run(lambda a: a.T @ a, x), x.T @ x, atol=1e-2)
 
@@ -143,8 +154,8 @@ def test_psi_link_ports_refuse_plaintext(tmp_path):
         make_node_cert(ca, ca_key, tmp_path / f"node{r}.pem", tmp_path / f"node{r}.key", f"p{r}", ["127.0.0.1"])
     ports = _free_ports(2)
     addrs = [f"127.0.0.1:{p}" for p in ports]
-    path = [str(ROOT / "src"), str(ROOT), os.environ.get("PYTHONPATH", "")]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path)}
+    path = [os.environ.get("PYTHONPATH", ""), str(ROOT / "src")]  # the tested sources first
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in path if p)}
     logs = [open(tmp_path / f"party{r}.log", "w") for r in (0, 1)]
     procs = [
         subprocess.Popen(

@@ -23,6 +23,7 @@ terminates no TLS.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import socket
 import struct
@@ -32,8 +33,11 @@ from pathlib import Path
 
 #: brpc's own limit for a TLS handshake (gflag ssl_handshake_timeout_ms = 5000).
 HELLO_TIMEOUT_S = 5.0
+#: connections still owing their first bytes; more are reset at once (scanner floods).
+MAX_PENDING = 64
 _HEADER = 6
 _BUF = 1 << 18
+_PREFIX = "misuan-link-"
 
 
 def is_tls_hello(header: bytes) -> bool:
@@ -61,6 +65,28 @@ def _peek_header(conn: socket.socket) -> bytes:
         return b""
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_stale_dirs(root: Path | None = None) -> None:
+    """Remove socket directories left by killed processes (SIGKILL skips :meth:`TlsGate.close`)."""
+    root = Path(root or tempfile.gettempdir())
+    with contextlib.suppress(OSError):
+        for entry in root.iterdir():
+            pid = entry.name.removeprefix(_PREFIX).split("-", 1)[0]
+            if entry.name.startswith(_PREFIX) and pid.isdigit() and not _pid_alive(int(pid)):
+                with contextlib.suppress(OSError):
+                    if entry.is_dir() and entry.stat().st_uid == os.getuid():
+                        shutil.rmtree(entry, ignore_errors=True)
+
+
 def _pump(src: socket.socket, dst: socket.socket) -> None:
     """Copy ``src`` to ``dst`` until EOF; pass the EOF on (or tear both down on error)."""
     buf = bytearray(_BUF)
@@ -83,10 +109,12 @@ class TlsGate:
     """
 
     def __init__(self, host: str, port: int):
-        self._dir = Path(tempfile.mkdtemp(prefix="misuan-link-"))  # mode 0700
+        sweep_stale_dirs()
+        self._dir = Path(tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-"))  # mode 0700
         self._path = str(self._dir / "link.sock")
         self.backend = f"unix:{self._path}"
         self._closed = threading.Event()
+        self._pending = threading.BoundedSemaphore(MAX_PENDING)
         self._conns: set[socket.socket] = set()
         self._lock = threading.Lock()
         try:
@@ -111,6 +139,10 @@ class TlsGate:
         for s in conns:
             with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
+        self.remove_files()
+
+    def remove_files(self) -> None:
+        """Remove the socket directory only (for a process about to exit with the link up)."""
         shutil.rmtree(self._dir, ignore_errors=True)
 
     def __enter__(self) -> TlsGate:
@@ -127,10 +159,17 @@ class TlsGate:
                 if self._closed.is_set():
                     return
                 continue
+            if not self._pending.acquire(blocking=False):
+                _reset(conn)
+                continue
             threading.Thread(target=self._serve, args=(conn,), name="misuan-tls-gate-conn", daemon=True).start()
 
     def _serve(self, conn: socket.socket) -> None:
-        if not is_tls_hello(_peek_header(conn)):
+        try:
+            hello = is_tls_hello(_peek_header(conn))
+        finally:
+            self._pending.release()
+        if not hello:
             _reset(conn)
             return
         conn.settimeout(None)

@@ -191,6 +191,10 @@ class _Worker:
             stats = dict(zip(stats, map(int, m.groups())))
         return stats
 
+    def remove_link_files(self) -> None:
+        if self.gate is not None:
+            self.gate.remove_files()
+
     def serve(self) -> None:
         while True:
             try:
@@ -199,6 +203,7 @@ class _Worker:
                 return
             op = header.get("op")
             if op == "close":
+                self.remove_link_files()  # before the reply: the node kills us right after it
                 _ipc.send_msg(self.sock, {"ok": True})
                 return
             handler = getattr(self, f"op_{op}", None)
@@ -306,6 +311,7 @@ def run_worker(sock: socket.socket, log_path: Path) -> None:
     try:
         worker.serve()
     finally:
+        worker.remove_link_files()
         sock.close()
         # Exit without running C++ destructors of a link that may be broken:
         # they can crash or block (see the module docstring).
