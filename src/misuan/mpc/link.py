@@ -2,7 +2,10 @@
 
 A link is opened per session on ports the nodes reserve for it, so a broken
 session never poisons another. With TLS, every party presents its node
-certificate and verifies its peers against the cluster CA (mutual TLS).
+certificate and verifies its peers against the cluster CA (mutual TLS), and
+brpc itself listens only behind a :class:`~misuan.mpc.tls_gate.TlsGate`, which
+refuses every connection that does not open with a TLS handshake (brpc alone
+would also serve plaintext on the same port).
 """
 
 from __future__ import annotations
@@ -11,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from spu import libspu
+
+from .tls_gate import TlsGate
 
 
 @dataclass(frozen=True)
@@ -42,11 +47,12 @@ def _fill_ssl(opts, tls: LinkTLS) -> None:
     opts.verify.verify_depth = 1
 
 
-def make_desc(spec: LinkSpec) -> libspu.link.Desc:
+def make_desc(spec: LinkSpec, listen: str | None = None) -> libspu.link.Desc:
+    """The link description; ``listen`` replaces this party's own address (brpc binds it)."""
     desc = libspu.link.Desc()
     desc.id = spec.link_id
     for i, addr in enumerate(spec.addresses):
-        desc.add_party(f"p{i}", addr)
+        desc.add_party(f"p{i}", listen if listen is not None and i == spec.rank else addr)
     desc.recv_timeout_ms = spec.recv_timeout_ms
     interval_ms = 20
     desc.connect_retry_interval_ms = interval_ms
@@ -63,6 +69,22 @@ def make_desc(spec: LinkSpec) -> libspu.link.Desc:
     return desc
 
 
-def open_link(spec: LinkSpec) -> libspu.link.Context:
-    """Open the brpc link; blocks until every peer answered or the timeout passed."""
-    return libspu.link.create_brpc(make_desc(spec), spec.rank)
+def split_host_port(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+def open_link(spec: LinkSpec) -> tuple[libspu.link.Context, TlsGate | None]:
+    """Open the brpc link; blocks until every peer answered or the timeout passed.
+
+    With TLS, also returns the gate that owns this party's link port: keep it
+    (the link is unreachable without it) and close it after the link.
+    """
+    if spec.tls is None:
+        return libspu.link.create_brpc(make_desc(spec), spec.rank), None
+    gate = TlsGate(*split_host_port(spec.addresses[spec.rank]))
+    try:
+        return libspu.link.create_brpc(make_desc(spec, listen=gate.backend), spec.rank), gate
+    except BaseException:
+        gate.close()
+        raise

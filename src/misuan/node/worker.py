@@ -34,6 +34,7 @@ class _Worker:
         self.log_path = log_path
         self.log_offset = 0
         self.ctx = None
+        self.gate = None  # with TLS: owns the link port while the link lives
         self.rt = None
         self.mpc = None
         self.runs = 0
@@ -60,9 +61,11 @@ class _Worker:
         self.mpc = MpcSettings(**h["mpc"])
         t0 = time.perf_counter()
         try:
-            self.ctx = open_link(spec)
+            self.ctx, self.gate = open_link(spec)
         except RuntimeError:
             return {"ok": False, "error": "ComputeError", "message": "could not link to every peer in time"}
+        except OSError:
+            return {"ok": False, "error": "ComputeError", "message": "cannot listen on this session's link port"}
         opts = h.get("runtime_options", {})
         self.rt = spu_api.Runtime(self.ctx, runtime_config(self.mpc, profile=True, **opts))
         return {"ok": True, "seconds": time.perf_counter() - t0}
@@ -192,6 +195,10 @@ class _Worker:
             stats = dict(zip(stats, map(int, m.groups())))
         return stats
 
+    def remove_link_files(self) -> None:
+        if self.gate is not None:
+            self.gate.remove_files()
+
     def serve(self) -> None:
         while True:
             try:
@@ -200,6 +207,7 @@ class _Worker:
                 return
             op = header.get("op")
             if op == "close":
+                self.remove_link_files()  # before the reply: the node kills us right after it
                 _ipc.send_msg(self.sock, {"ok": True})
                 return
             handler = getattr(self, f"op_{op}", None)
@@ -307,6 +315,7 @@ def run_worker(sock: socket.socket, log_path: Path) -> None:
     try:
         worker.serve()
     finally:
+        worker.remove_link_files()
         sock.close()
         # Exit without running C++ destructors of a link that may be broken:
         # they can crash or block (see the module docstring).

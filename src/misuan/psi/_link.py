@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from misuan.errors import ComputeError, InvalidInput, NodeTimeout
+from misuan.mpc.tls_gate import TlsGate
 from misuan.psi._rendezvous import wait_for_peer
-from misuan.psi.spec import PsiLink
+from misuan.psi.spec import PsiLink, split_address
 
 _MIN_RECV_TIMEOUT_MS = 60_000
 _MAX_RECV_TIMEOUT_MS = 900_000
@@ -24,14 +25,24 @@ def auto_recv_timeout_ms(input_bytes: int) -> int:
     return int(min(_MAX_RECV_TIMEOUT_MS, _MIN_RECV_TIMEOUT_MS + extra))
 
 
-def build_desc(link: PsiLink, recv_timeout_ms: int) -> Any:
-    """The ``spu.libspu.link.Desc`` for ``link`` (imports spu lazily)."""
+def check_tls_files(link: PsiLink) -> None:
+    if link.tls is not None:
+        for path in (link.tls.cert_path, link.tls.key_path, link.tls.ca_path):
+            if not path.is_file():
+                raise InvalidInput(f"TLS file {path.name!r} does not exist")
+
+
+def build_desc(link: PsiLink, recv_timeout_ms: int, listen: str | None = None) -> Any:
+    """The ``spu.libspu.link.Desc`` for ``link`` (imports spu lazily).
+
+    ``listen`` replaces this party's own address (where brpc binds).
+    """
     from spu.libspu import link as spu_link
 
     desc = spu_link.Desc()
     desc.id = f"psi-{link.job_id}"
     for rank, address in enumerate(link.addresses):
-        desc.add_party(f"psi{rank}", address)
+        desc.add_party(f"psi{rank}", listen if listen is not None and rank == link.self_rank else address)
     desc.recv_timeout_ms = recv_timeout_ms
     # The rendezvous already waited for the peer, so connecting should succeed
     # at once; keep brpc's retries short so a failure surfaces in seconds.
@@ -42,9 +53,7 @@ def build_desc(link: PsiLink, recv_timeout_ms: int) -> Any:
     desc.retry_opts.max_retry_interval_ms = 2_000
     desc.retry_opts.max_retry = 5
     if link.tls is not None:
-        for path in (link.tls.cert_path, link.tls.key_path, link.tls.ca_path):
-            if not path.is_file():
-                raise InvalidInput(f"TLS file {path.name!r} does not exist")
+        check_tls_files(link)
         desc.enable_ssl = True
         for opts in (desc.server_ssl_opts, desc.client_ssl_opts):
             opts.cert.certificate_path = str(link.tls.cert_path)
@@ -54,17 +63,36 @@ def build_desc(link: PsiLink, recv_timeout_ms: int) -> Any:
     return desc
 
 
-def open_link(link: PsiLink, recv_timeout_ms: int) -> Any:
+def open_link(link: PsiLink, recv_timeout_ms: int) -> tuple[Any, TlsGate | None]:
     """Wait for the peer, then create and connect the brpc link context.
+
+    With TLS, brpc listens behind a :class:`TlsGate` on this party's port (brpc
+    alone would also serve plaintext there); the gate is returned with the
+    context: close it after stopping the link.
 
     Raises:
         NodeTimeout: the peer never showed up.
         ComputeError: the brpc link could not be set up (e.g. TLS refused).
     """
+    check_tls_files(link)
+    wait_for_peer(link)
+    if link.tls is None:
+        return _create(link, build_desc(link, recv_timeout_ms)), None
+    host, port = split_address(link.addresses[link.self_rank])
+    try:
+        gate = TlsGate(host, port)
+    except OSError:
+        raise ComputeError(f"PSI link cannot listen on port {port}") from None
+    try:
+        return _create(link, build_desc(link, recv_timeout_ms, listen=gate.backend)), gate
+    except BaseException:
+        gate.close()
+        raise
+
+
+def _create(link: PsiLink, desc: Any) -> Any:
     from spu.libspu import link as spu_link
 
-    desc = build_desc(link, recv_timeout_ms)
-    wait_for_peer(link)
     try:
         return spu_link.create_brpc(desc, link.self_rank)
     except RuntimeError as exc:

@@ -228,12 +228,14 @@ def run_psi_party(
         except OSError:
             input_bytes = 0  # the missing file is reported to both sides during "prepare"
         tracker.enter("link")
-        ctx = _link.open_link(link, link.recv_timeout_ms or _link.auto_recv_timeout_ms(input_bytes))
+        ctx, gate = _link.open_link(link, link.recv_timeout_ms or _link.auto_recv_timeout_ms(input_bytes))
         tracker.leave()
         try:
             done = _linked_stages(job, ctx)
         finally:
             _stop(ctx)
+            if gate is not None:
+                gate.close()
         tracker.enter("output")
         intersection_keys, output_rows = _output_stage(job, done)
         tracker.leave()
