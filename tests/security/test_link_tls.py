@@ -106,7 +106,7 @@ def test_session_link_ports_refuse_plaintext(tls3):
             assert len(ports) == 1, f"node {p.rank} link ports listening: {ports}"
             targets.append((p.link_host, ports[0], (p.rank + 1) % cfg.world_size))
         tls = d / "node1" / "tls"
-        _check_link_ports(targets, d / "pki" / "ca.pem", tls / "node.pem", tls / "node.key")
+        _check_link_ports(targets, d / "pki" / "nodes.pem", tls / "node.pem", tls / "node.key")
         during = _gate_dirs() - before
         assert len(during) >= 3, during  # each node's brpc listens on a Unix socket in a private dir
         assert all(stat.S_IMODE(p.stat().st_mode) == 0o700 for p in during)
@@ -123,7 +123,7 @@ from misuan.psi._link import open_link
 from misuan.psi.spec import LinkTls, PsiLink
 
 rank, a0, a1, d = int(sys.argv[1]), sys.argv[2], sys.argv[3], Path(sys.argv[4])
-tls = LinkTls(d / f"node{rank}.pem", d / f"node{rank}.key", d / "ca.pem")
+tls = LinkTls(d / f"node{rank}.pem", d / f"node{rank}.key", d / "nodes.pem")
 link = PsiLink("probe-job", rank, (a0, a1), recv_timeout_ms=20_000, connect_timeout_s=20, tls=tls)
 opened = open_link(link, 20_000)
 ctx, gate = opened if isinstance(opened, tuple) else (opened, None)  # (ctx, gate) since the fix
@@ -146,12 +146,12 @@ def _free_ports(n: int) -> list[int]:
 
 
 def test_psi_link_ports_refuse_plaintext(tmp_path):
-    from misuan.pki import make_ca, make_node_cert
+    from misuan.pki import make_node_cert, write_trust_bundle
 
-    ca, ca_key = tmp_path / "ca.pem", tmp_path / "ca.key"
-    make_ca(ca, ca_key, "psi-test")
     for r in (0, 1):
-        make_node_cert(ca, ca_key, tmp_path / f"node{r}.pem", tmp_path / f"node{r}.key", f"p{r}", ["127.0.0.1"])
+        make_node_cert(tmp_path / f"node{r}.pem", tmp_path / f"node{r}.key", f"p{r}", ["127.0.0.1"])
+    ca = tmp_path / "nodes.pem"
+    write_trust_bundle(ca, [tmp_path / f"node{r}.pem" for r in (0, 1)])
     ports = _free_ports(2)
     addrs = [f"127.0.0.1:{p}" for p in ports]
     path = [os.environ.get("PYTHONPATH", ""), str(ROOT / "src")]  # the tested sources first
