@@ -15,6 +15,10 @@ from ..mpc.compile import compile_program
 from .programs import REQ, NodeProgram, _llama_config, request_var, resident_weights, weight_var
 
 
+#: request inputs a client uploads to the benchmark programs
+CLIENT_INPUTS: tuple[str, ...] = ("x",)
+
+
 def _store_hf(specs, config: dict, params: dict) -> NodeProgram:
     from ..secure.baseline import store_hf_program
     from ..secure.engine import weight_shapes
@@ -62,7 +66,7 @@ def _puma(specs, config: dict, params: dict) -> NodeProgram:
         fn, specs_, name=f"bench.puma.T{T}",
         input_names=[weight_var(r) for r, _ in resident] + [request_var(REQ, "x")], output_names=[request_var(REQ, "id")],
     )
-    return NodeProgram(prog, ("x",), ("id",), "grantee")
+    return NodeProgram(prog, CLIENT_INPUTS, ("id",), "grantee", client_inputs=CLIENT_INPUTS)
 
 
 BUILDERS = {"bench.store_hf": _store_hf, "bench.puma": _puma}
