@@ -69,6 +69,23 @@ def test_client_noise_and_node_made_inputs_cannot_be_uploaded(grantee):
                 req.put(var, value)
 
 
+def test_the_reported_oracle_is_refused(grantee):
+    """The attack as reported, on the protocol it used: a prompt row mixing two tokens,
+    noise -1000 everywhere but tokens a and b, temperature 1: the revealed token then
+    answers "is l_a >= l_b + c?" (base code: accepted, token in {a, b}). Now refused."""
+    V = grantee.model("oracle-tiny").config.vocab_size
+    x = np.zeros((T, V), np.float32)
+    x[-1, [5, 17]] = 1.0  # not a token
+    mask = np.tril(np.ones((T, T), np.float32))
+    noise = np.full(V, -1000.0, np.float32)
+    noise[[3, 7]] = [0.0, 0.25]  # c = 0.25
+    with _request(grantee) as req, pytest.raises(misuan.InvalidInput):
+        for var, value in [("x", x), ("mask", mask), ("temp", np.float32(1.0)), ("noise", noise)]:
+            req.put(var, value)
+        req.run("llama.prefill", {"T": T, "S": S})
+        assert int(round(float(req.reveal("id")[0]))) in (3, 7)  # the oracle answered
+
+
 def _prefill(req, hi, lo, **sampling):
     req.put("hi", hi)
     req.put("lo", lo)
