@@ -98,9 +98,33 @@ def test_sample_token_and_top_p():
     rng = np.random.default_rng(0)
     draws = [sample_token(logits, SamplingParams(temperature=1.0, top_p=0.7), rng) for _ in range(200)]
     assert set(draws) == {1, 3}
-    hot = [sample_token(logits, SamplingParams(temperature=5.0), rng) for _ in range(400)]
+    hot = [sample_token(logits, SamplingParams(temperature=2.0), step=i) for i in range(400)]
     assert set(hot) == {0, 1, 2, 3}
+    with pytest.raises(InvalidInput, match="temperature"):  # the secure engine's bounds
+        sample_token(logits, SamplingParams(temperature=5.0))
     with pytest.raises(InvalidInput):
         SamplingParams(top_p=0.0)
     with pytest.raises(InvalidInput):
         SamplingParams(temperature=-1.0)
+
+
+def test_gumbel_prg_is_pinned_and_samples_softmax():
+    """The nodes and the plaintext engine share this PRG: its output must never drift."""
+    from misuan.models.sampling import gumbel_noise, gumbel_token
+
+    g = gumbel_noise(0, 0, 4)
+    np.testing.assert_array_equal(g, gumbel_noise(0, 0, 4))
+    assert not np.array_equal(g, gumbel_noise(0, 1, 4)) and not np.array_equal(g, gumbel_noise(1, 0, 4))
+    np.testing.assert_allclose(g, PINNED_GUMBEL, rtol=0, atol=1e-6)
+    big = gumbel_noise(7, 3, 200_000)
+    assert np.isfinite(big).all() and abs(big.mean() - np.euler_gamma) < 0.01
+    logits = np.array([2.0, 1.0, 0.0, -1.0], np.float32)
+    freq = np.bincount([gumbel_token(logits, 1.0, 5, step) for step in range(4000)], minlength=4) / 4000
+    p = np.exp(logits) / np.exp(logits).sum()
+    assert np.abs(freq - p).max() < 0.03
+    with pytest.raises(InvalidInput):
+        gumbel_noise(-1, 0, 4)
+
+
+#: SHAKE-256(b'misuan.gumbel.v1' || seed 0 || step 0): the first four noise values
+PINNED_GUMBEL = np.array([2.4114213, 2.3832555, -0.31463447, 0.7926116], np.float32)

@@ -78,10 +78,13 @@ class RuntimeRequest:
         frames = rt.client.sharer.share_frames(np.asarray(x))
         self._fan(lambda i: rt.client.nodes[i].runtime_put(rt.name, rt.version, rt.runtime_id, self.id, var, frames[i]))
 
-    def run(self, program: str, params: dict | None = None) -> list[dict]:
+    def run(self, program: str, params: dict | None = None, settings: dict | None = None) -> list[dict]:
+        """Run ``program`` (compiled for ``params``); ``settings`` are run-time public
+        parameters that do not change the program (e.g. a prefill's seed and temperature)."""
         rt = self.runtime
         rt.compile(program, params)
-        return self._fan(lambda i: rt.client.nodes[i].runtime_run(rt.name, rt.version, rt.runtime_id, self.id, program, params))
+        body = {**(params or {}), **(settings or {})}
+        return self._fan(lambda i: rt.client.nodes[i].runtime_run(rt.name, rt.version, rt.runtime_id, self.id, program, body))
 
     def reveal(self, var: str) -> np.ndarray:
         """Reconstruct an output here, on the requester's machine."""

@@ -1,36 +1,39 @@
 """Encrypted inference (密态推理), client side: prompts and answers stay secret.
 
 The client tokenizes and renders the chat template here, secret-shares the
-prompt as one-hot rows, the attention mask, RoPE rows and sampling noise, and
-asks every node to run the programs *they* compile (``llama.prefill`` once,
-``llama.decode`` per token) against the resident model runtime. The KV cache
-and the sampled token stay secret-shared on the nodes between steps; only the
-token ids are reconstructed, here.
+prompt as two integer digit one-hots per token (:mod:`misuan.secure.onehot`;
+the nodes build and check the rows and the mask), and asks every node to run
+the programs *they* compile (``llama.prefill`` once, ``llama.decode`` per
+token) against the resident model runtime. The KV cache, the mask and the
+sampled token stay secret-shared on the nodes between steps; only the token
+ids are reconstructed, here. The sampling noise is made by the nodes from the
+seed and temperature given with the prefill (a public PRG, the same one the
+plaintext engine uses): a client never uploads noise.
 
 What nodes learn: the model, the prompt's shape bucket ``T``, the cache bucket
-``S`` and the number of decode steps (``fixed_length`` always runs
-``max_tokens`` steps to hide the answer length). Not the prompt length within
-its bucket, not the tokens, not whether sampling is greedy.
+``S``, the number of decode steps (``fixed_length`` always runs ``max_tokens``
+steps to hide the answer length), the temperature and seed (so greedy or not)
+and hence the noise. Not the prompt length within its bucket, not the tokens,
+not the logits.
 """
 
 from __future__ import annotations
 
 import math
+import secrets
 import statistics
 import time
 from dataclasses import dataclass, field
-from typing import Iterator, Sequence
-
-import numpy as np
+from typing import Iterator
 
 from .. import errors as E
 from ..client.client import Client
 from ..client.runtime import ModelRuntime, RuntimeRequest
 from ..models.config import LlamaConfig
-from ..models.llama import rope_tables
+from ..models.sampling import MAX_TEMPERATURE, MIN_TEMPERATURE, check_seed
 from ..models.tokenizer import StreamDecoder, Tokenizer
 from ..secure.engine import CACHE_BUCKETS, PROMPT_BUCKETS, bucket
-from ..secure.sampling import gumbel_noise
+from ..secure.onehot import token_digits
 
 
 @dataclass(frozen=True)
@@ -45,12 +48,19 @@ class GenerationParams:
     def check(self, secure: bool = True) -> None:
         if not isinstance(self.max_tokens, int) or self.max_tokens <= 0:
             raise E.InvalidInput("max_tokens must be a positive integer")
-        if not (isinstance(self.temperature, (int, float)) and math.isfinite(self.temperature)) or self.temperature < 0:
-            raise E.InvalidInput("temperature must be >= 0 (0 = greedy)")
+        t = self.temperature
+        if isinstance(t, bool) or not (isinstance(t, (int, float)) and math.isfinite(t)) or not (t == 0 or MIN_TEMPERATURE <= t <= MAX_TEMPERATURE):
+            raise E.InvalidInput(f"temperature must be 0 (greedy) or in [{MIN_TEMPERATURE}, {MAX_TEMPERATURE}]")
+        if self.seed is not None:
+            check_seed(self.seed)
         if not 0 < self.top_p <= 1:
             raise E.InvalidInput("top_p must be in (0, 1]")
         if secure and self.top_p < 1:
             raise E.InvalidInput("top-p sampling runs only with --plaintext; under MPC use greedy or --temperature")
+
+    def resolved_seed(self) -> int:
+        """The seed of the sampling noise: the given one, or a fresh random one."""
+        return self.seed if self.seed is not None else secrets.randbits(63)
 
 
 @dataclass
@@ -87,30 +97,6 @@ class GenerationStats:
             "runtime_ready_s": round(self.runtime_ready_s, 2),
             "finish_reason": self.finish_reason,
         }
-
-
-def prefill_mask(n: int, T: int) -> np.ndarray:
-    """(T, T) 0/1: real rows (last n slots) see real slots up to themselves; padding rows see only themselves."""
-    m = np.eye(T, dtype=np.float32)  # padding rows: themselves only (keeps every row well-defined)
-    first = T - n
-    for t in range(first, T):
-        m[t, first : t + 1] = 1.0
-    return m
-
-
-def decode_mask(n_real: int, S: int) -> np.ndarray:
-    """(1, S) 0/1: the last ``n_real`` slots (prompt + generated so far + the new token)."""
-    m = np.zeros((1, S), np.float32)
-    m[0, S - n_real :] = 1.0
-    return m
-
-
-def onehot_rows(ids: Sequence[int], T: int, V: int) -> np.ndarray:
-    """(T, V): right-aligned one-hot rows, zero rows for padding."""
-    x = np.zeros((T, V), np.float32)
-    for i, tok in enumerate(ids):
-        x[T - len(ids) + i, tok] = 1.0
-    return x
 
 
 class SecureModel:
@@ -150,27 +136,21 @@ class SecureModel:
             raise E.InvalidInput("empty prompt")
         stats = stats if stats is not None else GenerationStats()
         stats.runtime_ready_s = self.ready_s
-        cfg = self.config
-        V = cfg.vocab_size
+        V = self.config.vocab_size
         n = len(prompt_ids)
         T, S = self.buckets(n, params.max_tokens)
         stats.prompt_tokens, stats.prompt_bucket, stats.cache_bucket = n, T, S
-        rng = np.random.SeedSequence(params.seed)
-        temp = np.asarray(params.temperature, np.float32)
+        if any(not isinstance(t, int) or not 0 <= t < V for t in prompt_ids):
+            raise E.InvalidInput(f"prompt token ids must be integers in [0, {V})")
+        sampling = {"seed": params.resolved_seed(), "temperature": float(params.temperature)}
         eos = set(self.tokenizer.eos_ids)
-
-        def noise(step: int) -> np.ndarray:
-            if params.temperature == 0:
-                return np.zeros(V, np.float32)
-            return gumbel_noise(rng.spawn(1)[0], (V,))
 
         with self.runtime.request() as req:
             t0 = time.perf_counter()
-            req.put("x", onehot_rows(prompt_ids, T, V))
-            req.put("mask", prefill_mask(n, T))
-            req.put("temp", temp)
-            req.put("noise", noise(0))
-            res = req.run("llama.prefill", {"T": T, "S": S})
+            hi, lo = token_digits(prompt_ids, T, V)
+            req.put("hi", hi)
+            req.put("lo", lo)
+            res = req.run("llama.prefill", {"T": T, "S": S}, sampling)
             tok = int(round(float(req.reveal("id")[0])))
             stats.prefill_s = time.perf_counter() - t0
             stats.prefill_bytes = sum(r.get("send_bytes", 0) for r in res)
@@ -182,14 +162,7 @@ class SecureModel:
             yield tok
             while produced < params.max_tokens and (not done or params.fixed_length):
                 t1 = time.perf_counter()
-                pos = T + produced - 1  # RoPE position of the token fed in
-                cos, sin = rope_tables(cfg, np.array([pos]))
-                req.put("mask", decode_mask(n + produced, S))
-                req.put("cos", np.asarray(cos, np.float32))
-                req.put("sin", np.asarray(sin, np.float32))
-                req.put("temp", temp)
-                req.put("noise", noise(produced))
-                res = req.run("llama.decode", {"S": S})
+                res = req.run("llama.decode", {"S": S})  # token, cache, mask, RoPE row, noise: all on the nodes
                 tok = int(round(float(req.reveal("id")[0])))
                 stats.decode_s.append(time.perf_counter() - t1)
                 stats.decode_bytes.append(sum(r.get("send_bytes", 0) for r in res))

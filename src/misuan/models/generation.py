@@ -141,7 +141,7 @@ class Generation(Iterator[int]):
         logits, cache = engine.prefill(prompt_ids, cache, last_only=True)
         pos = len(prompt_ids)
         while True:
-            token = sample_token(logits, sampling, rng)
+            token = sample_token(logits, sampling, rng, step=len(self.tokens))
             if token in eos_ids:
                 self.finish_reason = "stop"
                 return

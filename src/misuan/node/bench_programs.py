@@ -16,6 +16,8 @@ from .programs import REQ, NodeProgram, _llama_config, request_var, resident_wei
 
 
 PARAM_KEYS: dict[str, frozenset[str]] = {"bench.store_hf": frozenset(), "bench.puma": frozenset({"T"})}
+#: request inputs a client uploads to the benchmark programs
+CLIENT_INPUTS: tuple[str, ...] = ("x",)
 
 
 def _store_hf(specs, config: dict, params: dict) -> NodeProgram:
@@ -65,7 +67,7 @@ def _puma(specs, config: dict, params: dict) -> NodeProgram:
         fn, specs_, name=f"bench.puma.T{T}",
         input_names=[weight_var(r) for r, _ in resident] + [request_var(REQ, "x")], output_names=[request_var(REQ, "id")],
     )
-    return NodeProgram(prog, ("x",), ("id",), "grantee")
+    return NodeProgram(prog, CLIENT_INPUTS, ("id",), "grantee", client_inputs=CLIENT_INPUTS)
 
 
 BUILDERS = {"bench.store_hf": _store_hf, "bench.puma": _puma}

@@ -35,6 +35,18 @@ class NodeProgram:
     revealable: tuple[str, ...]
     #: who may run it: "owner" or "grantee".
     who: str
+    #: the request inputs a client may upload; the others are carried over from an
+    #: earlier run of the request or made by the node (``node_inputs``)
+    client_inputs: tuple[str, ...] = ()
+    #: public request inputs each node computes itself: (short name, shape)
+    node_inputs: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    #: an output the nodes reveal among themselves; the run is refused unless it is true
+    check: str | None = None
+
+    @property
+    def carried_inputs(self) -> tuple[str, ...]:
+        node = {n for n, _ in self.node_inputs}
+        return tuple(i for i in self.request_inputs if i not in self.client_inputs and i not in node)
 
 
 def weight_var(tensor: str) -> str:
@@ -51,6 +63,17 @@ def request_var(request: str, name: str) -> str:
 
 
 _LAYER_TENSOR = re.compile(r"layers\.(\d+)\.(.+)")
+_PROBE = re.compile(r"p\d{1,6}_[01]")
+
+
+def client_may_upload(var: str) -> bool:
+    """Whether ``var`` names a request input a client may upload to some program (the
+    prompt's digits, ``verify``'s probes, a benchmark's input). Noise, temperature,
+    masks, RoPE rows, tokens and caches are never among them."""
+    from ..secure.engine import CLIENT_INPUTS
+    from .bench_programs import CLIENT_INPUTS as BENCH_INPUTS
+
+    return var in CLIENT_INPUTS or var in BENCH_INPUTS or _PROBE.fullmatch(var) is not None
 
 
 def is_stacked(config: dict) -> bool:
@@ -151,7 +174,8 @@ def _verify(specs: list[tuple[str, tuple[int, ...]]], stacked: bool) -> NodeProg
     ]
     names = [weight_var(t) for t, _ in resident] + [request_var(REQ, p) for p, _ in probe_specs]
     prog = compile_program(fn, arg_specs, name="model.verify", input_names=names, output_names=[request_var(REQ, "y")])
-    return NodeProgram(prog, tuple(p for p, _ in probe_specs), ("y",), "owner")
+    probes = tuple(p for p, _ in probe_specs)
+    return NodeProgram(prog, probes, ("y",), "owner", client_inputs=probes)
 
 
 def _llama_config(config: dict):
@@ -165,12 +189,21 @@ def _from_spec(name: str, spec, cfg, *, weights: list[str] | None = None, weight
 
     shapes = resident_shapes(cfg)
     wnames = program_weight_names(cfg) if weights is None else weights
+    from spu import libspu
+
     arg_specs = [jax.ShapeDtypeStruct(shapes[w], jnp.float32) for w in wnames]
-    arg_specs += [jax.ShapeDtypeStruct(shape, jnp.float32) for _, shape in spec.inputs]
-    in_names = [weight_var(w) for w in wnames] + [request_var(REQ, n) for n, _ in spec.inputs]
+    arg_specs += [jax.ShapeDtypeStruct(i.shape, jnp.dtype(i.dtype)) for i in spec.inputs]
+    secret, public = libspu.Visibility.VIS_SECRET, libspu.Visibility.VIS_PUBLIC
+    vis = [secret] * len(wnames) + [public if i.source == "node" else secret for i in spec.inputs]
+    in_names = [weight_var(w) for w in wnames] + [request_var(REQ, i.name) for i in spec.inputs]
     out_names = [weight_var(o) if weight_outputs else request_var(REQ, o) for o in spec.outputs]
-    prog = compile_program(spec.fn, arg_specs, name=name, input_names=in_names, output_names=out_names)
-    return NodeProgram(prog, tuple(n for n, _ in spec.inputs), spec.revealable, "grantee")
+    prog = compile_program(spec.fn, arg_specs, name=name, input_names=in_names, output_names=out_names, visibility=vis)
+    return NodeProgram(
+        prog, tuple(i.name for i in spec.inputs), spec.revealable, "grantee",
+        client_inputs=tuple(i.name for i in spec.inputs if i.source == "client"),
+        node_inputs=tuple((i.name, i.shape) for i in spec.inputs if i.source == "node"),
+        check=spec.check,
+    )
 
 
 def _int_param(params: dict, key: str, allowed: tuple[int, ...]) -> int:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from ..config import NodeConfig
 from ..errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from . import programs as P
+from . import request_state as RS
 from .audit import AuditLog
 from .models import ModelRegistry
 from .sessions import Session, SessionManager, check_session_id
@@ -43,6 +44,8 @@ class Runtime:
     requests: dict[str, str] = field(default_factory=dict)
     #: (request, short output name) the requester may read
     readable: set[tuple[str, str]] = field(default_factory=set)
+    #: request id -> where its variables came from, generation step and settings
+    states: dict[str, RS.RequestState] = field(default_factory=dict)
 
     @property
     def id(self) -> str:
@@ -254,39 +257,51 @@ class ModelRuntimes:
         rt = self._get(name, version, rid)
         if rt.state != "ready":
             raise Conflict(f"runtime is {rt.state}")
-        self._request(rt, principal, request, create=True)
         if not re.match(r"^[A-Za-z0-9_]{1,64}$", var):
             raise InvalidInput("invalid variable name")
+        if not P.client_may_upload(var):
+            raise InvalidInput(f"{var!r} is not an input a client may upload (noise, masks, tokens and caches are made by the nodes)")
+        self._request(rt, principal, request, create=True)
         self.sessions.set_var(rt.session, P.request_var(request, var), data, readable=False)
         self.audit.append("model.request.put", asset=f"{name}@{version}", requester=principal, bytes_in=len(data),
                           detail={"request": request, "var": var})
+        rt.states.setdefault(request, RS.RequestState()).origin[var] = "client"
 
     def run(self, principal: str, name: str, version: int, rid: str, request: str, program: str, params: dict) -> dict:
         self._allowed(principal, name)
         rt = self._get(name, version, rid)
         if rt.state != "ready":
             raise Conflict(f"runtime is {rt.state}")
+        params, sampling = RS.split_params(program, params)
         np_ = self._program(name, version, program, params)
         self._request(rt, principal, request, create=not np_.request_inputs)
         if np_.who == "owner" and self.registry._owner(name) != principal:
             raise PermissionDenied(f"only the owner of {name!r} may run {program!r}")
-        missing = [i for i in np_.request_inputs if P.request_var(request, i) not in rt.session.held]
-        if missing:
-            raise InvalidInput(f"request inputs missing: {', '.join(missing[:5])}")
+        state = rt.states.setdefault(request, RS.RequestState())
+        RS.check_sources(np_, state)
+        cfg = P._llama_config(self.registry.config(name, version)) if np_.node_inputs else None
+        values, step = RS.node_values(program, np_, state, params, sampling, cfg)
+        for var, value in values.items():
+            self.sessions.set_public(rt.session, P.request_var(request, var), value)
         res = self.sessions.run(rt.session, np_.program.executable, np_.program.sha256, request=request)
+        for out in res["outputs"]:
+            state.origin[out.rsplit(":", 1)[-1]] = "node"
+        detail = {"request": request, "send_bytes": res.get("send_bytes", 0), "seconds": round(res["seconds"], 3)}
+        if np_.check is not None and not self.sessions.reveal_flag(rt.session, P.request_var(request, np_.check)):
+            self.end_request(principal, name, version, rid, request)
+            self.audit.append(f"model.run.{program}", asset=f"{name}@{version}", requester=principal, detail={**detail, "refused": np_.check})
+            raise InvalidInput(f"{program}: request inputs failed the check {np_.check!r} (each prompt row must be one token); request dropped")
+        RS.after_run(program, state, params, sampling, step)
         for out in np_.revealable:
             rt.readable.add((request, out))
-        self.audit.append(
-            f"model.run.{program}", asset=f"{name}@{version}", requester=principal,
-            detail={"request": request, "send_bytes": res.get("send_bytes", 0), "seconds": round(res["seconds"], 3)},
-        )
+        self.audit.append(f"model.run.{program}", asset=f"{name}@{version}", requester=principal, detail=detail)
         return res
 
     def compile(self, principal: str, name: str, version: int, program: str, params: dict) -> dict:
         """Build and compile a program ahead of running it (so parties start runs together)."""
         self._allowed(principal, name)
         t0 = time.perf_counter()
-        np_ = self._program(name, version, program, params)
+        np_ = self._program(name, version, program, RS.split_params(program, params)[0])
         return {"sha256": np_.program.sha256, "seconds": time.perf_counter() - t0}
 
     def _program(self, name: str, version: int, program: str, params: dict) -> P.NodeProgram:
@@ -324,6 +339,7 @@ class ModelRuntimes:
         self.sessions.call(rt.session, {"op": "del_prefix", "prefix": P.request_var(request, "")}, timeout=60)
         rt.session.held = {n for n in rt.session.held if not n.startswith(P.request_var(request, ""))}
         rt.requests.pop(request, None)
+        rt.states.pop(request, None)
         rt.readable = {x for x in rt.readable if x[0] != request}
 
     # ------------------------------------------------------------ upkeep

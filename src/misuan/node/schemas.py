@@ -14,7 +14,12 @@ from pydantic import BaseModel, ConfigDict, Field
 #: an asset version (SQLite keeps 64-bit integers; versions stay far below)
 Version = Annotated[int, Field(ge=1, le=(1 << 31) - 1)]
 #: a public program parameter (bucket sizes, flags)
-ParamValue = Annotated[int, Field(ge=-(1 << 31), le=(1 << 31) - 1)] | bool | Annotated[str, Field(max_length=64)]
+ParamValue = (
+    Annotated[int, Field(ge=-(1 << 63), le=(1 << 63) - 1)]
+    | bool
+    | Annotated[float, Field(allow_inf_nan=False)]
+    | Annotated[str, Field(max_length=64)]
+)
 
 
 class Strict(BaseModel):

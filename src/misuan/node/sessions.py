@@ -400,6 +400,24 @@ class SessionManager:
             self.audit.append("session.var.put", asset=sess.kind, requester=sess.principal, bytes_in=len(data),
                               detail={"session": sess.id, "var": name})
 
+    def set_public(self, sess: Session, name: str, array) -> None:
+        """Set a PUBLIC variable from a value this node computed (never client bytes)."""
+        import numpy as np
+
+        check_var_name(name)
+        self._require_linked(sess)
+        arr = np.ascontiguousarray(array)
+        header = {"op": "set_public", "name": name, "dtype": arr.dtype.str, "shape": list(arr.shape)}
+        self._call(sess, header, arr.tobytes(), timeout=self._op_timeout())
+        sess.held.add(name)
+
+    def reveal_flag(self, sess: Session, name: str) -> bool:
+        """Reveal a secret boolean among the nodes (a check's verdict); never to a client."""
+        check_var_name(name)
+        self._require_linked(sess)
+        reply, _ = self._call(sess, {"op": "reveal_flag", "name": name}, timeout=self._op_timeout())
+        return bool(reply["value"])
+
     def get_var(self, sess: Session, name: str, force: bool = False) -> bytes:
         """A share the session may reveal (``force``: the caller checked it)."""
         (check_var_name if sess.internal else check_client_var_name)(name)

@@ -82,6 +82,38 @@ class _Worker:
         self.vars[h["name"]] = len(payload)
         return {"ok": True}
 
+    def op_set_public(self, h: dict, payload: bytes):
+        """A PUBLIC value this node computed itself (every node computes the same one),
+        e.g. the sampling noise of a step: never a client's bytes."""
+        import numpy as np
+        from spu import api as spu_api
+        from spu import libspu
+
+        from ..mpc.runtime import runtime_config
+
+        arr = np.frombuffer(payload, dtype=np.dtype(h["dtype"])).reshape(h["shape"])
+        io = spu_api.Io(self.ctx.world_size, runtime_config(self.mpc))
+        self.rt.set_var(h["name"], io.make_shares(arr, libspu.Visibility.VIS_PUBLIC)[self.ctx.rank])
+        self.vars[h["name"]] = arr.nbytes
+        return {"ok": True}
+
+    def op_reveal_flag(self, h: dict, _p: bytes):
+        """Reveal one secret boolean among the nodes (never to a client): each node
+        sends its share of it over the link and reconstructs the bit."""
+        from spu import api as spu_api
+
+        from ..mpc.runtime import runtime_config
+        from ..mpc.shares import decode_share, encode_share
+
+        share = self.rt.get_var(h["name"])
+        if tuple(share_shape(share)) != ():
+            return {"ok": False, "error": "InvalidInput", "message": "only a scalar can be revealed to the nodes"}
+        mine = encode_share(share).hex()
+        got = [bytes(x).decode() if isinstance(x, (bytes, bytearray)) else str(x) for x in self.ctx.all_gather(mine)]
+        io = spu_api.Io(self.ctx.world_size, runtime_config(self.mpc))
+        value = io.reconstruct([decode_share(bytes.fromhex(g)) for g in got])
+        return {"ok": True, "value": bool(value)}
+
     def op_load_vars(self, h: dict, _p: bytes):
         """Load stored shares straight from the node's encrypted store (never via the client)."""
         from ..mpc.shares import decode_share
@@ -226,6 +258,12 @@ class _Worker:
             _ipc.send_msg(self.sock, reply, out_payload)
             if not reply.get("ok") and reply.get("fatal"):
                 return
+
+
+def share_shape(share) -> tuple[int, ...]:
+    from ..mpc import _pb
+
+    return tuple(_pb.value_meta(bytes(share.meta))[0])
 
 
 def _classify(exc: Exception) -> dict:

@@ -26,9 +26,22 @@ parsing per decode step; the loop is 30x smaller text (and compiles in seconds).
 
 The sampled token never leaves the nodes in the clear: it is a secret one-hot
 fed to the next step, plus a secret token id only the client reconstructs.
-Greedy and temperature sampling are one program: ``argmax(logits + t · g)``
-with secret ``t`` and client-drawn Gumbel noise ``g`` (``t = 0``: greedy), so
-nodes cannot even tell which one runs.
+
+What a client feeds, and what the nodes make themselves (``Input.source``):
+
+* ``client``: the prompt, as two secret integer digit one-hots per slot
+  (:mod:`.onehot`); the program builds the one-hot rows and the attention mask
+  from them and outputs ``ok``, a bit the nodes reveal among themselves (a run
+  with ``ok = 0`` is refused and its outputs dropped);
+* ``carried``: decode reads only what the previous step wrote (token, cache,
+  mask); a client upload under those names is refused;
+* ``node``: public values each node computes itself: ``gumbel = t · g`` with
+  ``g`` the Gumbel noise of (seed, step) from a public PRG
+  (:func:`misuan.models.sampling.gumbel_noise`; zeros when greedy), and decode's
+  RoPE rows (the position ``T + step - 1`` is public). Greedy and temperature
+  sampling are one program, ``argmax(logits + gumbel)``: adding a public vector is
+  local, so greedy pays nothing; the nodes know the temperature and the noise, never
+  the logits or the token.
 """
 
 from __future__ import annotations
@@ -44,7 +57,12 @@ import jax.numpy as jnp
 from ..models.config import LlamaConfig
 from ..models.llama import KVCache, LlamaOps, block, rope_tables
 from . import ops as secure_ops
-from .sampling import gumbel_max_onehot
+from .onehot import onehot_rows, prefill_mask
+from .sampling import argmax_onehot
+
+#: the only request inputs a client uploads to the LLaMA programs: the prompt's digits
+#: (:mod:`.onehot`); everything else a run reads is carried over or made by the nodes.
+CLIENT_INPUTS: tuple[str, ...] = ("hi", "lo")
 
 #: prompt buckets (T) and cache buckets (S); programs exist per bucket.
 PROMPT_BUCKETS: tuple[int, ...] = (16, 32, 64, 128, 256, 512)
@@ -228,38 +246,64 @@ def _token_id(onehot: jax.Array) -> jax.Array:
 
 
 @dataclass(frozen=True)
+class Input:
+    """A request input of a program: its short name, public shape, dtype and source.
+
+    ``source``: ``client`` (uploaded by the requester, secret), ``carried`` (an output
+    of an earlier run of the same request, never a client upload), ``node`` (public,
+    computed by each node itself, e.g. the sampling noise)."""
+
+    name: str
+    shape: tuple[int, ...]
+    source: str = "client"
+    dtype: str = "float32"
+
+
+@dataclass(frozen=True)
 class ProgramSpec:
     """A program's function and the public shapes of its request inputs/outputs."""
 
     fn: Callable
-    #: (short name, shape) of request inputs, after the weights, in order
-    inputs: tuple[tuple[str, tuple[int, ...]], ...]
+    #: request inputs, after the weights, in order
+    inputs: tuple[Input, ...]
     outputs: tuple[str, ...]
     revealable: tuple[str, ...]
+    #: an output the nodes reveal among themselves; the run is refused unless it is true
+    check: str | None = None
 
 
 def prefill_spec(cfg: LlamaConfig, T: int, S: int, ops: LlamaOps | None = None) -> ProgramSpec:
     """Prompt (T slots, right-aligned) -> first sampled token + a right-aligned S-slot cache."""
+    from .onehot import digit_base
+
     ops = ops or secure_ops_for_llama()
     names = program_weight_names(cfg)
     V, L, KV, hd = cfg.vocab_size, cfg.n_layers, cfg.n_kv_heads, cfg.head_dim
+    n_hi, base = digit_base(V)
 
     def prefill(*args):
         w = dict(zip(names, args[: len(names)]))
-        x_onehot, mask, temp, noise = args[len(names) :]
-        x = _embed_rows(cfg, w, x_onehot)  # (T, D) secret
+        hi, lo, gumbel = args[len(names) :]
+        rows, real, ok = onehot_rows(hi, lo, V)  # (T, V) int, (T,) int, () bool; secret
+        x = _embed_rows(cfg, w, rows.astype(jnp.float32))  # (T, D) secret
+        mask = prefill_mask(real)  # (T, T) secret 0/1
         cos, sin = rope_tables(cfg, jnp.arange(T))  # (T, hd) public constants
         cache = KVCache(jnp.zeros((L, KV, T, hd), jnp.float32), jnp.zeros((L, KV, T, hd), jnp.float32))
         h, cache = _forward_stacked(ops, cfg, w, x, cos, sin, mask, cache, 0)  # h (T, D)
         logits = _logits(ops, cfg, w, h[T - 1 :])  # (1, V) secret, last real token
-        tok = gumbel_max_onehot(logits, temp, noise[None, :])  # (1, V) secret one-hot
+        tok = argmax_onehot(logits + gumbel[None, :])  # (1, V) secret one-hot; gumbel public
         pad = jnp.zeros((L, KV, S - T, hd), jnp.float32)
         k = jnp.concatenate([pad, cache.k], axis=2)  # (L, KV, S, hd) right-aligned
         v = jnp.concatenate([pad, cache.v], axis=2)  # (L, KV, S, hd)
-        return tok, _token_id(tok), k, v
+        dmask = jnp.concatenate([jnp.zeros((S - T,), jnp.float32), real.astype(jnp.float32)])[None, :]  # (1, S) secret
+        return tok, _token_id(tok), k, v, dmask, ok
 
-    inputs = (("x", (T, V)), ("mask", (T, T)), ("temp", ()), ("noise", (V,)))
-    return ProgramSpec(prefill, inputs, ("tok", "id", "k", "v"), ("id",))
+    hi_name, lo_name = CLIENT_INPUTS
+    inputs = (
+        Input(hi_name, (T, n_hi), "client", "int32"), Input(lo_name, (T, base), "client", "int32"),
+        Input("gumbel", (V,), "node"),
+    )
+    return ProgramSpec(prefill, inputs, ("tok", "id", "k", "v", "mask", "ok"), ("id",), check="ok")
 
 
 def decode_spec(cfg: LlamaConfig, S: int, ops: LlamaOps | None = None) -> ProgramSpec:
@@ -270,20 +314,22 @@ def decode_spec(cfg: LlamaConfig, S: int, ops: LlamaOps | None = None) -> Progra
 
     def decode(*args):
         w = dict(zip(names, args[: len(names)]))
-        tok, k, v, mask, cos, sin, temp, noise = args[len(names) :]
+        tok, k, v, mask, cos, sin, gumbel = args[len(names) :]
         x = _embed_rows(cfg, w, tok)  # (1, D) secret
         k = jnp.roll(k, -1, axis=2)  # (L, KV, S, hd): oldest slot out, slot S-1 free
         v = jnp.roll(v, -1, axis=2)  # (L, KV, S, hd)
+        mask = jnp.concatenate([mask[:, 1:], jnp.ones((1, 1), jnp.float32)], axis=1)  # (1, S) secret, new slot seen
         h, cache = _forward_stacked(ops, cfg, w, x, cos, sin, mask, KVCache(k, v), S - 1)  # h (1, D)
         logits = _logits(ops, cfg, w, h)  # (1, V)
-        nxt = gumbel_max_onehot(logits, temp, noise[None, :])  # (1, V)
-        return nxt, _token_id(nxt), cache.k, cache.v
+        nxt = argmax_onehot(logits + gumbel[None, :])  # (1, V); gumbel public
+        return nxt, _token_id(nxt), cache.k, cache.v, mask
 
     inputs = (
-        ("tok", (1, V)), ("k", (L, KV, S, hd)), ("v", (L, KV, S, hd)), ("mask", (1, S)),
-        ("cos", (1, hd)), ("sin", (1, hd)), ("temp", ()), ("noise", (V,)),
+        Input("tok", (1, V), "carried"), Input("k", (L, KV, S, hd), "carried"), Input("v", (L, KV, S, hd), "carried"),
+        Input("mask", (1, S), "carried"), Input("cos", (1, hd), "node"), Input("sin", (1, hd), "node"),
+        Input("gumbel", (V,), "node"),
     )
-    return ProgramSpec(decode, inputs, ("tok", "id", "k", "v"), ("id",))
+    return ProgramSpec(decode, inputs, ("tok", "id", "k", "v", "mask"), ("id",))
 
 
 def head_spec(cfg: LlamaConfig) -> ProgramSpec:

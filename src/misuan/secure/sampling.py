@@ -4,9 +4,11 @@ Both return a secret one-hot over the vocabulary, so the chosen token can be fed
 obliviously (``ops.embed_onehot``) and revealed only to the client.
 
 Temperature sampling uses the Gumbel-max trick: argmax(logits / T + g) with g i.i.d.
-standard Gumbel is an exact sample of softmax(logits / T). The *client* draws g
-(``gumbel_noise``) and secret-shares it with the request, so no node ever learns the
-randomness, and the result is reproducible from the client's seed.
+standard Gumbel is an exact sample of softmax(logits / T). In the LLaMA programs the
+*nodes* make ``T g`` themselves, as a public value, from the client's seed and the step
+(:func:`misuan.models.sampling.gumbel_noise`, a SHAKE-256 PRG): a client never chooses
+the noise (issue 18), and the nodes never see the logits or the token it is added to.
+``gumbel_noise`` below is a generic numpy helper for tests.
 
 Top-p / top-k are plaintext-mode only; MPC mode offers greedy and pure temperature
 sampling (callers must reject ``top_p < 1`` and ``top_k > 0`` there). Top-p needs the
@@ -116,7 +118,7 @@ def gumbel_max_onehot(
 def gumbel_noise(
     seed: int | np.random.SeedSequence, shape: tuple[int, ...], dtype: type = np.float32
 ) -> np.ndarray:
-    """Client-side (plaintext) standard Gumbel noise, -log(-log(u)), reproducible from seed.
+    """Plaintext standard Gumbel noise, -log(-log(u)), reproducible from seed (tests only).
 
     u is drawn in [2^-53, 1) so the noise lies in about [-3.6, 36.7]: no infinities, and
     well inside the fixed-point range. Never call this on a node.

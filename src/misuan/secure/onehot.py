@@ -1,0 +1,88 @@
+"""Prompt rows the nodes can trust: one-hot by construction, checked inside MPC.
+
+A grantee must learn tokens, not logits. If a client could feed any real-valued
+row instead of a token's one-hot (two 1s, a 0.7, a scaled row), every prompt
+would be a free query of the network at a point of its choice, and the revealed
+token a comparison between logits. So the client does not upload one-hot rows:
+it uploads each token id as two small one-hot *digits* (base ``B = ceil(sqrt V)``:
+``hi = id // B`` over ``ceil(V / B)`` entries, ``lo = id % B`` over ``B``) as
+secret **integers**, and the program builds the row as their outer product.
+
+Checked in the ring Z_2^64, exactly (no fixed-point truncation, no tolerance):
+
+* every digit entry is 0 or 1: ``d (d - 1) == 0``, which in Z_2^64 holds only
+  for 0 and 1 (``d`` and ``d - 1`` are consecutive: one is odd, hence invertible);
+* per row, ``sum(lo) == sum(hi) == r`` with ``r`` in {0, 1}: one digit each, or
+  none (a padding row);
+* the real rows (``r = 1``) are a suffix ending at slot ``T - 1``: the prompt is
+  right-aligned and the attention mask built from ``r`` is the causal one;
+* ``sum(row[:V]) == r``: the id is below ``V``.
+
+Then every row is exactly a token's one-hot or zero. The checks cost
+``T (B + V / B)`` equality tests (~450 per row for V = 49,152) and one round of
+``T V`` integer products; the verdict is one secret bit that the nodes reveal among
+themselves (nothing else): a run whose bit is 0 is refused.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def digit_base(vocab: int) -> tuple[int, int]:
+    """``(n_hi, B)``: the sizes of the two digit one-hots of a token id."""
+    base = math.isqrt(vocab - 1) + 1 if vocab > 1 else 1
+    return -(-vocab // base), base
+
+
+def token_digits(ids: Sequence[int], T: int, vocab: int) -> tuple[np.ndarray, np.ndarray]:
+    """Client side: right-aligned ``hi (T, n_hi)`` and ``lo (T, B)`` int32 one-hots;
+    zero rows for padding."""
+    n_hi, base = digit_base(vocab)
+    hi = np.zeros((T, n_hi), np.int32)
+    lo = np.zeros((T, base), np.int32)
+    for i, tok in enumerate(ids):
+        hi[T - len(ids) + i, tok // base] = 1
+        lo[T - len(ids) + i, tok % base] = 1
+    return hi, lo
+
+
+def onehot_rows(hi: jax.Array, lo: jax.Array, vocab: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """``hi (T, n_hi)``, ``lo (T, B)`` secret ints -> ``(rows (T, V) int, real (T,) int, ok () bool)``.
+
+    ``ok`` is true exactly when every row is a token's one-hot (``real = 1``) or zero
+    (``real = 0``) and the real rows are a suffix ending at the last slot."""
+    T = hi.shape[0]
+    real = jnp.sum(lo, axis=-1)  # (T,) secret
+    rows = (hi[:, :, None] * lo[:, None, :]).reshape(T, -1)[:, :vocab]  # (T, V) secret, exact in the ring
+    zero = [
+        (hi * (hi - 1)).reshape(-1),  # (T n_hi,) binary digits
+        (lo * (lo - 1)).reshape(-1),  # (T B,)
+        jnp.sum(hi, axis=-1) - real,  # (T,) one hi digit iff one lo digit
+        real * (real - 1),  # (T,) at most one
+        real[:-1] * (1 - real[1:]),  # (T - 1,) real rows are a suffix
+        real[-1:] - 1,  # (1,) ... that ends at slot T - 1
+        jnp.sum(rows, axis=-1) - real,  # (T,) the id is below V
+    ]
+    ok = jnp.all(jnp.concatenate(zero) == 0)  # () secret bool
+    return rows, real, ok
+
+
+def prefill_mask(real: jax.Array) -> jax.Array:
+    """``real (T,)`` 0/1 -> the (T, T) float mask: real rows see real slots up to
+    themselves, padding rows only themselves (products with public 0/1: local)."""
+    T = real.shape[0]
+    below = jnp.tril(jnp.ones((T, T), real.dtype), -1)  # (T, T) public, strictly lower
+    return (below * real[None, :] + jnp.eye(T, dtype=real.dtype)).astype(jnp.float32)  # (T, T) secret
+
+
+def rows_plain(hi: np.ndarray, lo: np.ndarray, vocab: int) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Plaintext twin of :func:`onehot_rows` (int64 arithmetic; the ring only matters
+    for values no honest client sends)."""
+    rows, real, ok = onehot_rows(jnp.asarray(hi, jnp.int32), jnp.asarray(lo, jnp.int32), vocab)
+    return np.asarray(rows), np.asarray(real), bool(ok)
