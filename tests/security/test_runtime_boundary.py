@@ -143,13 +143,13 @@ def test_request_owner_check(model):
     name, _vendor, alice, mallory = model
     rt = ModelRuntime.ensure(alice, name)
     req = rt.request()
-    req.put("probe", np.zeros((1, 4), np.float32))
+    req.put("hi", np.zeros((1, 4), np.float32))
     rid, v = rt.runtime_id, rt.version
     node = mallory.nodes[0]
     with pytest.raises(misuan.NotFound):
-        node.runtime_put(name, v, rid, req.id, "probe", b"MSH1")
+        node.runtime_put(name, v, rid, req.id, "hi", b"MSH1")
     with pytest.raises(misuan.NotFound):
-        node.runtime_get(name, v, rid, req.id, "probe")
+        node.runtime_get(name, v, rid, req.id, "hi")
     with pytest.raises(misuan.NotFound):
         node.runtime_end(name, v, rid, req.id)
     req.end()
