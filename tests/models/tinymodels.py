@@ -82,8 +82,9 @@ def randomize(model: torch.nn.Module, seed: int, std: float = 0.15) -> None:
                 p.copy_(std * noise)
 
 
-def make_llama(seed: int = 0, tie: bool = False) -> torch.nn.Module:
-    cfg = transformers.LlamaConfig(
+def make_llama(seed: int = 0, tie: bool = False, **overrides: object) -> torch.nn.Module:
+    """A tiny random LLaMA; ``overrides`` change ``LlamaConfig`` fields (e.g. SmolLM2's widths)."""
+    fields: dict = dict(
         vocab_size=VOCAB,
         hidden_size=64,
         intermediate_size=128,
@@ -97,6 +98,7 @@ def make_llama(seed: int = 0, tie: bool = False) -> torch.nn.Module:
         bos_token_id=257,
         eos_token_id=261,
     )
+    cfg = transformers.LlamaConfig(**{**fields, **overrides})
     model = transformers.LlamaForCausalLM(cfg)
     randomize(model, seed)
     return model.eval()
