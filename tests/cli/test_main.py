@@ -68,7 +68,6 @@ def test_token_issue(tmp_path, name):
 
 
 def test_model_commands(cluster3, tmp_path):
-    pytest.importorskip("torch")
     from tests.models.tinymodels import make_llama, save_hf
 
     src = save_hf(tmp_path / "m", make_llama(seed=3, tie=True))
@@ -93,7 +92,6 @@ def test_model_commands(cluster3, tmp_path):
 
 
 def test_generate_json_secure_and_plaintext(cluster3, tmp_path):
-    pytest.importorskip("torch")
     from misuan.hosting import publish_model
     from tests.models.tinymodels import make_llama, save_hf
 
