@@ -102,7 +102,7 @@ def make_llama(seed: int = 0, tie: bool = False, **overrides: object) -> torch.n
     return model.eval()
 
 
-def make_qwen2(seed: int = 1) -> torch.nn.Module:
+def make_qwen2(seed: int = 1, tie: bool = True) -> torch.nn.Module:
     cfg = transformers.Qwen2Config(
         vocab_size=VOCAB,
         hidden_size=64,
@@ -113,7 +113,7 @@ def make_qwen2(seed: int = 1) -> torch.nn.Module:
         rms_norm_eps=1e-6,
         rope_theta=1000000.0,
         max_position_embeddings=128,
-        tie_word_embeddings=True,
+        tie_word_embeddings=tie,
     )
     model = transformers.Qwen2ForCausalLM(cfg)
     randomize(model, seed)
