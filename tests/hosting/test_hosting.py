@@ -54,7 +54,7 @@ def test_verify_catches_one_changed_weight_at_smollm2_width(client3, tmp_path_fa
 
     from tests.models.tinymodels import make_llama, save_hf
 
-    wide = dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=1, num_attention_heads=9, num_key_value_heads=3)
+    wide = {"hidden_size": 576, "intermediate_size": 1536, "num_hidden_layers": 1, "num_attention_heads": 9, "num_key_value_heads": 3}
     model = make_llama(seed=8, **wide)
     src = save_hf(tmp_path_factory.mktemp("wide") / "m", model)
     res = publish_model(client3, src, "wide", receipt=False)

@@ -82,20 +82,20 @@ def randomize(model: torch.nn.Module, seed: int, std: float = 0.15) -> None:
 
 def make_llama(seed: int = 0, tie: bool = False, **overrides: object) -> torch.nn.Module:
     """A tiny random LLaMA; ``overrides`` change ``LlamaConfig`` fields (e.g. SmolLM2's widths)."""
-    fields: dict = dict(
-        vocab_size=VOCAB,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        rms_norm_eps=1e-5,
-        rope_theta=10000.0,
-        max_position_embeddings=128,
-        tie_word_embeddings=tie,
-        bos_token_id=257,
-        eos_token_id=261,
-    )
+    fields: dict = {
+        "vocab_size": VOCAB,
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "rms_norm_eps": 1e-5,
+        "rope_theta": 10000.0,
+        "max_position_embeddings": 128,
+        "tie_word_embeddings": tie,
+        "bos_token_id": 257,
+        "eos_token_id": 261,
+    }
     cfg = transformers.LlamaConfig(**{**fields, **overrides})
     model = transformers.LlamaForCausalLM(cfg)
     randomize(model, seed)
