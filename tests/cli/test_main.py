@@ -70,7 +70,6 @@ def test_key_new(tmp_path, name):
 
 
 def test_model_commands(cluster3, tmp_path):
-    pytest.importorskip("torch")
     from tests.models.tinymodels import make_llama, save_hf
 
     src = save_hf(tmp_path / "m", make_llama(seed=3, tie=True))
@@ -95,7 +94,6 @@ def test_model_commands(cluster3, tmp_path):
 
 
 def test_generate_json_secure_and_plaintext(cluster3, tmp_path):
-    pytest.importorskip("torch")
     from misuan.hosting import publish_model
     from tests.models.tinymodels import make_llama, save_hf
 
@@ -108,6 +106,9 @@ def test_generate_json_secure_and_plaintext(cluster3, tmp_path):
     assert sec["token_ids"] == plain["token_ids"] and len(sec["token_ids"]) == 3
     for key in ("text", "token_ids", "prompt_tokens", "prefill_s", "decode_s_per_token"):
         assert key in sec
+    # "hb" as raw text: this model answers one token, then EOS; --fixed-length still runs every step
+    fixed = json.loads(misuan("generate", "--model", "cli-gen", "hb", "--raw", "--max-tokens", "5", "--fixed-length", "--cluster", c, "--json").stdout)
+    assert fixed["token_ids"] == [244] and fixed["finish_reason"] == "stop" and fixed["decode_steps"] == 4
     r = misuan("generate", "--model", "cli-gen", "hi", "--max-tokens", "0", "--cluster", c, check=False)
     assert r.returncode == 1 and "max_tokens" in r.stderr and "Traceback" not in r.stderr
     r = misuan("generate", "--model", "cli-gen", "hi", "--top-p", "0.5", "--cluster", c, check=False)

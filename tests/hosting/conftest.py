@@ -1,8 +1,7 @@
 from pathlib import Path
 
 import pytest
-
-pytest.importorskip("torch")
+import torch  # noqa: F401  (a test dependency: missing, the run fails, no silent skip)
 
 
 @pytest.fixture(scope="session")

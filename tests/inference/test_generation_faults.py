@@ -48,5 +48,5 @@ def test_node_killed_mid_generation(gen_cluster, plain_tiny):
     up(gen_cluster.dir)  # bring node 1 back; the next use rebuilds the runtime
     fresh = misuan.connect(gen_cluster.cluster_file)
     out = list(fresh.model("victim").generate_ids(ids, GenerationParams(max_tokens=4)))
-    assert out == list(plain_tiny.generate_ids(ids, GenerationParams(max_tokens=4))) or len(out) == 4
+    assert out == list(plain_tiny.generate_ids(ids, GenerationParams(max_tokens=4)))  # the rebuilt runtime computes the same answer
     fresh.close()

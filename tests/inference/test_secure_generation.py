@@ -43,15 +43,26 @@ def test_temperature_sampling_equals_plaintext(client3, tiny_hosted, plain_tiny)
     assert secure == again == list(plain_tiny.generate_ids(ids, params))  # reproducible, and the twin agrees
 
 
+#: "fx" as raw text: the tiny model (seed 11) answers two tokens, then EOS (margins >= 0.6)
+EARLY_EOS = [102, 120]
+
+
 def test_fixed_length_hides_the_answer_length(client3, tiny_hosted, plain_tiny):
+    """An answer that ends early: without --fixed-length the steps stop, with it they run to max_tokens."""
     from misuan.inference.engine import stream_text
 
+    ref = GenerationStats()
+    plain = list(plain_tiny.generate_ids(EARLY_EOS, GenerationParams(max_tokens=6), ref))
+    assert len(plain) == 2 and ref.finish_reason == "stop"  # the premise: EOS well before max_tokens
     model = client3.model(tiny_hosted)
-    ids = PROMPTS[0]
-    stats = GenerationStats()
-    out = [tok for tok, _ in stream_text(model, ids, GenerationParams(max_tokens=6, fixed_length=True), stats) if tok >= 0]
-    assert stats.steps == 5  # every step ran, whatever the answer
-    assert out == _plain_ids(plain_tiny, ids, 6)[: len(out)]
+    runs = {}
+    for fixed in (False, True):
+        stats = GenerationStats()
+        params = GenerationParams(max_tokens=6, fixed_length=fixed)
+        out = [tok for tok, _ in stream_text(model, EARLY_EOS, params, stats) if tok >= 0]
+        runs[fixed] = (out, stats.steps)
+    assert runs[False] == (plain, 2)  # prefill + 2 decode steps, the third token is EOS
+    assert runs[True] == (plain, 5)  # same answer, every one of the max_tokens steps ran
 
 
 def test_bad_inputs(client3, cluster3, tiny_hosted):

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+import gguf
 import numpy as np
 import pytest
 
-gguf = pytest.importorskip("gguf")
-
-from misuan.errors import InvalidInput  # noqa: E402
-from misuan.models.gguf_loader import _dequantize, _open  # noqa: E402
+from misuan.errors import InvalidInput
+from misuan.models.gguf_loader import _dequantize, _open
 
 # (type, max abs error allowed relative to max |x|)
 CASES = [("F32", 0.0), ("F16", 1e-3), ("BF16", 1e-2), ("Q8_0", 1e-2), ("Q4_0", 0.15), ("Q4_1", 0.1), ("Q5_0", 0.07)]

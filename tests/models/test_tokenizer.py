@@ -166,7 +166,7 @@ def test_smollm2_roundtrip(smol_tok):
 
 def test_smollm2_matches_transformers_gguf_tokenizer(smol_tok, smollm2_path):
     """transformers converts GGUF tokenizers independently; ids must agree."""
-    transformers = pytest.importorskip("transformers")
+    import transformers
     ref = transformers.AutoTokenizer.from_pretrained(str(smollm2_path.parent), gguf_file=smollm2_path.name)
     for text in TEXTS + ["<|im_start|>system\nYou are SmolLM<|im_end|>\n", "x" * 50 + " 42nd street"]:
         assert smol_tok.encode(text) == ref(text, add_special_tokens=True).input_ids, text
@@ -178,7 +178,7 @@ def test_smollm2_matches_transformers_gguf_tokenizer(smol_tok, smollm2_path):
 def test_spm_gguf_tokenizer_matches_sentencepiece():
     import io
 
-    spm = pytest.importorskip("sentencepiece")
+    import sentencepiece as spm
     corpus = [
         "the quick brown fox jumps over the lazy dog",
         "hello world, this is a tokenizer test",

@@ -10,12 +10,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import gguf
 import numpy as np
-import pytest
-
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
-gguf = pytest.importorskip("gguf")
+import torch
+import transformers
 
 SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 MERGES = ["Ġ t", "h e", "Ġt he"]
@@ -82,27 +80,29 @@ def randomize(model: torch.nn.Module, seed: int, std: float = 0.15) -> None:
                 p.copy_(std * noise)
 
 
-def make_llama(seed: int = 0, tie: bool = False) -> torch.nn.Module:
-    cfg = transformers.LlamaConfig(
-        vocab_size=VOCAB,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        rms_norm_eps=1e-5,
-        rope_theta=10000.0,
-        max_position_embeddings=128,
-        tie_word_embeddings=tie,
-        bos_token_id=257,
-        eos_token_id=261,
-    )
+def make_llama(seed: int = 0, tie: bool = False, **overrides: object) -> torch.nn.Module:
+    """A tiny random LLaMA; ``overrides`` change ``LlamaConfig`` fields (e.g. SmolLM2's widths)."""
+    fields: dict = {
+        "vocab_size": VOCAB,
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "rms_norm_eps": 1e-5,
+        "rope_theta": 10000.0,
+        "max_position_embeddings": 128,
+        "tie_word_embeddings": tie,
+        "bos_token_id": 257,
+        "eos_token_id": 261,
+    }
+    cfg = transformers.LlamaConfig(**{**fields, **overrides})
     model = transformers.LlamaForCausalLM(cfg)
     randomize(model, seed)
     return model.eval()
 
 
-def make_qwen2(seed: int = 1) -> torch.nn.Module:
+def make_qwen2(seed: int = 1, tie: bool = True) -> torch.nn.Module:
     cfg = transformers.Qwen2Config(
         vocab_size=VOCAB,
         hidden_size=64,
@@ -113,7 +113,7 @@ def make_qwen2(seed: int = 1) -> torch.nn.Module:
         rms_norm_eps=1e-6,
         rope_theta=1000000.0,
         max_position_embeddings=128,
-        tie_word_embeddings=True,
+        tie_word_embeddings=tie,
     )
     model = transformers.Qwen2ForCausalLM(cfg)
     randomize(model, seed)

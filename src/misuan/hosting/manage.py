@@ -55,12 +55,27 @@ def revoke_model(client: Client, name: str, to: str) -> bool:
     return any(client.fanout(lambda i: client.nodes[i].revoke(name, to)))
 
 
-def verify_model(client: Client, name: str, path: str | Path, version: int | None = None, *, seed: int | None = None, tolerance: float = 1e-2) -> dict:
+def verify_tolerance(shape: tuple[int, ...], fraction_bits: int) -> float:
+    """How far ``u·W·v`` on the hosted shares may be from the owner's, for ±1 probes.
+
+    Every hosted weight is the owner's rounded to the fixed-point grid (within
+    ``2^-f``); with random-sign probes those errors add like a random walk
+    (std <= ``2^-f·sqrt(n/3)``), plus a few truncations inside the program. A
+    single weight changed by ``d`` moves ``y`` by exactly ``|d|``, so any change
+    larger than this bound (0.015 for a 576x1536 matrix, 0.08 for SmolLM2's
+    embedding) is caught.
+    """
+    n = int(np.prod(shape))
+    return 2.0**-fraction_bits * (4.0 * np.sqrt(n) + 16.0)
+
+
+def verify_model(client: Client, name: str, path: str | Path, version: int | None = None, *, seed: int | None = None, tolerance: float | None = None) -> dict:
     """Owner-only check that the hosted shares reconstruct to the weights at ``path``.
 
-    Secret random probes u, v per tensor; the nodes compute ``u·W·v`` on the
+    Secret random-sign probes u, v per tensor; the nodes compute ``u·W·v`` on the
     resident shares with a program they compile themselves; only the owner
-    sees the results, and compares them with the same products in plaintext.
+    sees the results, and compares them with the same products in plaintext,
+    within :func:`verify_tolerance` per tensor (or ``tolerance`` if given).
     """
     from ..models.loader import load_model
     from .publish import hosted_tensors
@@ -74,23 +89,27 @@ def verify_model(client: Client, name: str, path: str | Path, version: int | Non
     expected = []
     with rt.request() as req:
         for i, (tname, w) in enumerate(tensors):
-            probes = [rng.standard_normal(d).astype(np.float32) / np.sqrt(d) for d in w.shape]
+            probes = [rng.choice(np.array([-1.0, 1.0], np.float32), size=d) for d in w.shape]  # exact in fixed point
             for j, p in enumerate(probes):
                 req.put(f"p{i}_{j}", p)
-            y = probes[0] @ w if w.ndim == 1 else probes[0] @ w @ probes[1]
+            w64 = np.asarray(w, np.float64)
+            y = probes[0] @ w64 if w.ndim == 1 else probes[0] @ w64 @ probes[1]
             expected.append(float(y))
         t1 = time.perf_counter()
         req.run("verify")
         run_s = time.perf_counter() - t1
         got = req.reveal("y")
     err = np.abs(np.asarray(got, np.float64) - np.asarray(expected))
-    bad = [tensors[i][0] for i in np.nonzero(err > tolerance)[0]]
+    f = client.cluster.mpc.fxp_fraction_bits
+    tol = np.array([tolerance if tolerance is not None else verify_tolerance(w.shape, f) for _, w in tensors])
+    bad = [tensors[i][0] for i in np.nonzero(err > tol)[0]]
     return {
         "model": name,
         "version": rt.version,
         "tensors": len(tensors),
         "max_abs_error": float(err.max()),
-        "tolerance": tolerance,
+        "max_error_to_tolerance": float((err / tol).max()),
+        "tolerance": float(tol.max()),
         "mismatched": bad,
         "ok": not bad,
         "runtime_ready_s": round(ensure_s, 2),
