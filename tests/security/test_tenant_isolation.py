@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import misuan
-from misuan.inference.engine import onehot_rows, prefill_mask
+from misuan.inference.engine import token_digits
 from tests.conftest import client_as
 
 X = np.arange(6, dtype=np.float32).reshape(2, 3)
@@ -79,21 +79,20 @@ def test_a_grantee_cannot_touch_another_grantees_request(cluster3, shared_model)
         V = alice.model(name).config.vocab_size
         ids = [5, 17, 99, 3, 42]
         with rt.request() as req:
-            req.put("x", onehot_rows(ids, 16, V))
-            req.put("mask", prefill_mask(len(ids), 16))
-            req.put("temp", np.asarray(0.0, np.float32))
-            req.put("noise", np.zeros(V, np.float32))
-            req.run("llama.prefill", {"T": 16, "S": 64})
+            hi, lo = token_digits(ids, 16, V)
+            req.put("hi", hi)
+            req.put("lo", lo)
+            req.run("llama.prefill", {"T": 16, "S": 64}, {"seed": 0, "temperature": 0.0})
             # bob uses the same resident runtime (two users on one loaded model)...
             assert ModelRuntime.ensure(bob, name).runtime_id == rt.runtime_id
             args = (name, rt.version, rt.runtime_id, req.id)
-            forged = bob.sharer.share(onehot_rows([7], 16, V))
+            forged = bob.sharer.share(token_digits([7], 16, V)[0])
             for node in bob.nodes:
                 # ... but alice's request does not exist for him: read, write, run, end
                 with pytest.raises(misuan.NotFound, match="unknown request"):
                     node.runtime_get(*args, "id")
                 with pytest.raises(misuan.NotFound, match="unknown request"):
-                    node.runtime_put(*args, "x", forged[node.party.rank].data)
+                    node.runtime_put(*args, "hi", forged[node.party.rank].data)
                 with pytest.raises(misuan.NotFound, match="unknown request"):
                     node.runtime_run(*args, "llama.decode", {"S": 64})
                 with pytest.raises(misuan.NotFound, match="unknown request"):
