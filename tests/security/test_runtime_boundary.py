@@ -201,3 +201,28 @@ def test_status_and_audit_are_scoped_to_the_caller(model, cluster3):
     assert {r["requester"] for r in eve.nodes[0].audit(200)} <= {"eve"}
     admin = cluster3.client()
     assert any(a["name"] == name for a in admin.nodes[0].status()["assets"])
+
+
+def test_verify_probes_are_drawn_by_the_nodes_and_runs_are_limited(model):
+    """Finding 2: with chosen probes (u = e_i, v = e_j) the owner-only ``verify``
+    returned exact weight entries. Probes are now ±1 vectors every node draws from
+    the owner's seed; the owner cannot upload any, and runs are rate-limited."""
+    from misuan.hosting.protocol import VERIFY_RUNS_PER_HOUR
+
+    name, vendor, _alice, _mallory = model
+    rt = ModelRuntime.ensure(vendor, name)
+    e0 = np.zeros(8, np.float32)
+    e0[0] = 1.0  # a unit probe: would single out one weight
+    with rt.request() as req:
+        for var in ("p0_0", "p0_1", "p1_0"):
+            with pytest.raises(misuan.InvalidInput, match="not an input a client may upload"):
+                req.put(var, e0)
+        with pytest.raises(misuan.InvalidInput, match="needs a seed"):
+            req.run("verify", {}, {})
+    runs = 0
+    with pytest.raises(misuan.Conflict, match="last hour"):
+        while runs <= VERIFY_RUNS_PER_HOUR:
+            with rt.request() as req:
+                req.run("verify", {}, {"seed": runs})
+            runs += 1
+    assert runs == VERIFY_RUNS_PER_HOUR  # refused runs (no seed) do not count

@@ -1,15 +1,26 @@
-"""Encrypted model hosting (密态托管): publish, list, show, remove, grant, revoke, verify."""
+"""Encrypted model hosting (密态托管): publish, list, show, remove, grant, revoke, verify.
 
-from .manage import grant_model, list_models, remove_model, revoke_model, show_model, verify_model
-from .publish import PublishResult, publish_model
+The edge functions are imported on first use, so the nodes can import
+:mod:`misuan.hosting.protocol` (what both sides agree on) without the client.
+"""
 
-__all__ = [
-    "publish_model",
-    "PublishResult",
-    "list_models",
-    "show_model",
-    "remove_model",
-    "grant_model",
-    "revoke_model",
-    "verify_model",
-]
+from importlib import import_module
+
+_EXPORTS = {
+    "publish_model": ".publish",
+    "PublishResult": ".publish",
+    "list_models": ".manage",
+    "show_model": ".manage",
+    "remove_model": ".manage",
+    "grant_model": ".manage",
+    "revoke_model": ".manage",
+    "verify_model": ".manage",
+}
+
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(import_module(_EXPORTS[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

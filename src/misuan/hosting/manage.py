@@ -72,11 +72,16 @@ def verify_tolerance(shape: tuple[int, ...], fraction_bits: int) -> float:
 def verify_model(client: Client, name: str, path: str | Path, version: int | None = None, *, seed: int | None = None, tolerance: float | None = None) -> dict:
     """Owner-only check that the hosted shares reconstruct to the weights at ``path``.
 
-    Secret random-sign probes u, v per tensor; the nodes compute ``u·W·v`` on the
-    resident shares with a program they compile themselves; only the owner
-    sees the results, and compares them with the same products in plaintext,
-    within :func:`verify_tolerance` per tensor (or ``tolerance`` if given).
+    Random-sign probes u, v per tensor, drawn by every node from ``seed`` (random
+    if not given; :mod:`.protocol`); the nodes compute ``u·W·v`` on the resident
+    shares with a program they compile themselves; only the owner sees the
+    results, and compares them with the same products on its plaintext weights
+    (the same probes, drawn here), within :func:`verify_tolerance` per tensor (or
+    ``tolerance`` if given).
     """
+    import secrets
+
+    from .protocol import VERIFY, probe
     from ..models.loader import load_model
     from .publish import hosted_tensors
 
@@ -85,18 +90,16 @@ def verify_model(client: Client, name: str, path: str | Path, version: int | Non
     t0 = time.perf_counter()
     rt = ModelRuntime.ensure(client, name, version)
     ensure_s = time.perf_counter() - t0
-    rng = np.random.default_rng(seed)
+    seed = secrets.randbits(63) if seed is None else seed
     expected = []
+    for i, (_tname, w) in enumerate(tensors):
+        probes = [probe(seed, i, j, d) for j, d in enumerate(w.shape)]  # ±1: exact in fixed point
+        w64 = np.asarray(w, np.float64)
+        y = probes[0] @ w64 if w.ndim == 1 else probes[0] @ w64 @ probes[1]
+        expected.append(float(y))
     with rt.request() as req:
-        for i, (tname, w) in enumerate(tensors):
-            probes = [rng.choice(np.array([-1.0, 1.0], np.float32), size=d) for d in w.shape]  # exact in fixed point
-            for j, p in enumerate(probes):
-                req.put(f"p{i}_{j}", p)
-            w64 = np.asarray(w, np.float64)
-            y = probes[0] @ w64 if w.ndim == 1 else probes[0] @ w64 @ probes[1]
-            expected.append(float(y))
         t1 = time.perf_counter()
-        req.run("verify")
+        req.run(VERIFY, {}, {"seed": seed})
         run_s = time.perf_counter() - t1
         got = req.reveal("y")
     err = np.abs(np.asarray(got, np.float64) - np.asarray(expected))

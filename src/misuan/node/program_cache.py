@@ -20,7 +20,7 @@ from .._fs import atomic_write
 from ..mpc.compile import Program
 from .programs import NodeProgram
 
-_SOURCES = ("secure", "models", "node/programs.py", "node/bench_programs.py", "mpc/compile.py")
+_SOURCES = ("secure", "models", "node/programs.py", "node/bench_programs.py", "mpc/compile.py", "hosting/protocol.py")
 
 
 @functools.lru_cache(maxsize=1)

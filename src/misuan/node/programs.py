@@ -63,17 +63,14 @@ def request_var(request: str, name: str) -> str:
 
 
 _LAYER_TENSOR = re.compile(r"layers\.(\d+)\.(.+)")
-_PROBE = re.compile(r"p\d{1,6}_[01]")
-
-
 def client_may_upload(var: str) -> bool:
     """Whether ``var`` names a request input a client may upload to some program (the
-    prompt's digits, ``verify``'s probes, a benchmark's input). Noise, temperature,
-    masks, RoPE rows, tokens and caches are never among them."""
+    prompt's digits, a benchmark's input). Noise, temperature, masks, RoPE rows,
+    ``verify``'s probes, tokens and caches are never among them."""
     from ..secure.engine import CLIENT_INPUTS
     from .bench_programs import CLIENT_INPUTS as BENCH_INPUTS
 
-    return var in CLIENT_INPUTS or var in BENCH_INPUTS or _PROBE.fullmatch(var) is not None
+    return var in CLIENT_INPUTS or var in BENCH_INPUTS
 
 
 def is_stacked(config: dict) -> bool:
@@ -135,12 +132,16 @@ def resident_weights(
 def _verify(specs: list[tuple[str, tuple[int, ...]]], stacked: bool) -> NodeProgram:
     """``y_t = u_t · W_t · v_t`` for every tensor (1-D: ``u_t · w_t``).
 
-    The owner secret-shares random probes u_t, v_t and compares the revealed
-    y with the same product on its plaintext weights (Freivalds-style): a
-    hosted model that does not reconstruct to the published weights is caught
-    with high probability, while the owner learns one number per tensor and
-    the nodes learn nothing.
+    Reveals ``y`` (one number per tensor) to the model's owner only. The probes
+    u_t, v_t are ±1 vectors every node draws itself, as public values, from the
+    owner's seed (:mod:`misuan.hosting.protocol`): the owner draws the same ones
+    and compares the revealed y with the same products on its plaintext weights
+    (Freivalds-style), so a hosted model that does not reconstruct to the
+    published weights is caught, while the owner cannot aim probes at single
+    weights (and runs are rate-limited per hour) and the nodes learn nothing.
     """
+    from ..hosting.protocol import probe_name
+
     resident, unstack = resident_weights(specs, stacked)
     n = len(resident)
 
@@ -154,7 +155,7 @@ def _verify(specs: list[tuple[str, tuple[int, ...]]], stacked: bool) -> NodeProg
     probe_specs: list[tuple[str, tuple[int, ...]]] = []
     for i, (_, shape) in enumerate(specs):
         for j, ps in enumerate(probe_shapes(shape)):
-            probe_specs.append((f"p{i}_{j}", ps))
+            probe_specs.append((probe_name(i, j), ps))
 
     def fn(*args):
         weights, probes = unstack(args[:n]), list(args[n:])
@@ -172,10 +173,14 @@ def _verify(specs: list[tuple[str, tuple[int, ...]]], stacked: bool) -> NodeProg
     arg_specs = [jax.ShapeDtypeStruct(s, jnp.float32) for _, s in resident] + [
         jax.ShapeDtypeStruct(s, jnp.float32) for _, s in probe_specs
     ]
+    from spu import libspu
+
     names = [weight_var(t) for t, _ in resident] + [request_var(REQ, p) for p, _ in probe_specs]
-    prog = compile_program(fn, arg_specs, name="model.verify", input_names=names, output_names=[request_var(REQ, "y")])
+    vis = [libspu.Visibility.VIS_SECRET] * n + [libspu.Visibility.VIS_PUBLIC] * len(probe_specs)
+    prog = compile_program(fn, arg_specs, name="model.verify", input_names=names, output_names=[request_var(REQ, "y")],
+                           visibility=vis)
     probes = tuple(p for p, _ in probe_specs)
-    return NodeProgram(prog, probes, ("y",), "owner", client_inputs=probes)
+    return NodeProgram(prog, probes, ("y",), "owner", node_inputs=tuple(probe_specs))
 
 
 def _llama_config(config: dict):

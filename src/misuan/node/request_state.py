@@ -41,7 +41,17 @@ class RequestState:
 
 
 def split_params(program: str, params: dict) -> tuple[dict, dict]:
-    """``params`` -> (the program's compile parameters, its sampling settings)."""
+    """``params`` -> (the program's compile parameters, its run-time settings)."""
+    from ..hosting.protocol import MAX_SEED, VERIFY, VERIFY_SETTINGS
+
+    if program == VERIFY:
+        settings = {}
+        if "seed" in params:
+            seed = params["seed"]
+            if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+                raise InvalidInput(f"{VERIFY}'s seed is an integer in [0, 2^63 - 1] (the nodes draw the probes from it)")
+            settings["seed"] = seed
+        return {k: v for k, v in params.items() if k not in VERIFY_SETTINGS}, settings
     if program != PREFILL:
         bad = [k for k in SAMPLING_KEYS if k in params]
         if bad:
@@ -70,6 +80,12 @@ def node_values(program: str, prog, state: RequestState, params: dict, sampling:
     """The public inputs of this run (``prog.node_inputs``) and the step they are for."""
     if not prog.node_inputs:
         return {}, 0
+    from ..hosting.protocol import VERIFY, parse_probe_name, probe
+
+    if program == VERIFY:  # ±1 probes from the owner's seed: never the owner's choice
+        if "seed" not in sampling:
+            raise InvalidInput(f"{VERIFY} needs a seed (the nodes draw the probes from it)")
+        return {name: probe(sampling["seed"], *parse_probe_name(name), shape[0]) for name, shape in prog.node_inputs}, 0
     if program == PREFILL:
         step, seed, temperature, T = 0, sampling["seed"], sampling["temperature"], params["T"]
     elif program == DECODE:

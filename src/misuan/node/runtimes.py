@@ -64,6 +64,8 @@ class ModelRuntimes:
         self._compile_lock = threading.Lock()
         #: principal -> monotonic times of its recent runtime builds
         self._prepares: dict[str, list[float]] = {}
+        #: (principal, model, program) -> monotonic times of recent owner-program runs
+        self._owner_runs: dict[str, list[float]] = {}
         from .program_cache import ProgramCache
 
         self._disk = ProgramCache(cfg.state_dir / "programs")
@@ -233,6 +235,17 @@ class ModelRuntimes:
     def _reserve_grace_s(self) -> float:
         return self.cfg.cluster.timeouts.link_connect_s + 30
 
+    def _limit_owner_runs(self, principal: str, name: str, program: str) -> None:
+        """Owner programs reveal numbers computed from the weights (``verify``: one per
+        tensor): at most ``VERIFY_RUNS_PER_HOUR`` per model and owner on this node."""
+        from ..hosting.protocol import VERIFY_RUNS_PER_HOUR
+
+        key, now = f"{principal}\0{name}\0{program}", time.monotonic()
+        recent = [t for t in self._owner_runs.get(key, []) if now - t < 3600]
+        if len(recent) >= VERIFY_RUNS_PER_HOUR:
+            raise Conflict(f"{program} ran {VERIFY_RUNS_PER_HOUR} times in the last hour on this model; retry later")
+        self._owner_runs[key] = [*recent, now]
+
     def _rate_limit(self, principal: str) -> None:
         """At most ``_PREPARES_PER_MIN`` runtime builds per principal per minute."""
         now = time.monotonic()
@@ -274,15 +287,18 @@ class ModelRuntimes:
             raise Conflict(f"runtime is {rt.state}")
         params, sampling = RS.split_params(program, params)
         np_ = self._program(name, version, program, params)
-        self._request(rt, principal, request, create=not np_.request_inputs)
-        if np_.who == "owner" and self.registry._owner(name) != principal:
-            raise PermissionDenied(f"only the owner of {name!r} may run {program!r}")
+        self._request(rt, principal, request, create=not np_.client_inputs and not np_.carried_inputs)
+        if np_.who == "owner":
+            if self.registry._owner(name) != principal:
+                raise PermissionDenied(f"only the owner of {name!r} may run {program!r}")
         state = rt.states.setdefault(request, RS.RequestState())
         RS.check_sources(np_, state)
         cfg = P._llama_config(self.registry.config(name, version)) if np_.node_inputs else None
         values, step = RS.node_values(program, np_, state, params, sampling, cfg)
         for var, value in values.items():
             self.sessions.set_public(rt.session, P.request_var(request, var), value)
+        if np_.who == "owner":
+            self._limit_owner_runs(principal, name, program)
         res = self.sessions.run(rt.session, np_.program.executable, np_.program.sha256, request=request)
         for out in res["outputs"]:
             state.origin[out.rsplit(":", 1)[-1]] = "node"
