@@ -187,7 +187,7 @@ def main() -> None:
     }
     with local_cluster(3, dir=args.dir, keep=False, bench=True) as lc:
         client = lc.client()
-        if not any(m["name"] == "smollm2" for m in list_models(client)):
+        if not any(m["model"] == client.model_ref("smollm2") for m in list_models(client)):
             res = publish_model(client, gguf, "smollm2", receipt=False)
             result["publish_s"] = round(res.seconds, 1)
         pids = [s["pid"] for s in client.status()]

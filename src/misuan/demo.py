@@ -36,7 +36,7 @@ def run_demo(directory: str | Path, question: str = QUESTION, max_tokens: int = 
     try:
         client = lc.client()
         err.print(f"[dim]cluster: {lc.dir} (node pids {', '.join(str(s['pid']) for s in client.status())})[/dim]")
-        if not any(m["name"] == MODEL for m in list_models(client)):
+        if not any(m["model"] == client.model_ref(MODEL) for m in list_models(client)):
             from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
             with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), console=err, transient=True) as bar:

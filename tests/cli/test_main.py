@@ -75,7 +75,7 @@ def test_model_commands(cluster3, tmp_path):
     src = save_hf(tmp_path / "m", make_llama(seed=3, tie=True))
     c = str(cluster3.cluster_file)
     pub = json.loads(misuan("model", "publish", str(src), "--name", "cli-tiny", "--cluster", c, "--receipt", str(tmp_path / "r.json"), "--json").stdout)
-    assert pub["name"] == "cli-tiny" and pub["version"] >= 1 and pub["tensors"] > 10
+    assert pub["name"] == "admin/cli-tiny" and pub["version"] >= 1 and pub["tensors"] > 10
     assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o600
     rows = json.loads(misuan("model", "list", "--cluster", c, "--json").stdout)
     assert any(r["name"] == "cli-tiny" for r in rows)

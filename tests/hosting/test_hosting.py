@@ -19,7 +19,7 @@ def _weights(path):
 
 
 def test_publish_list_show(client3, hosted, tiny_dir):
-    assert hosted.name == "tiny" and hosted.tensors == len(_weights(tiny_dir))
+    assert hosted.name == "admin/tiny" and hosted.tensors == len(_weights(tiny_dir))
     rows = {(m["name"], m["version"]) for m in list_models(client3)}
     assert ("tiny", hosted.version) in rows
     info = show_model(client3, "tiny", hosted.version)
@@ -150,8 +150,8 @@ def test_no_api_returns_a_stored_share(client3, hosted, tiny_dir):
     assert gets == [
         "/v1/audit", "/v1/audit/head",
         "/v1/datasets", "/v1/datasets/{name}",  # metadata (owner, name, hash, size), never rows
-        "/v1/health", "/v1/models", "/v1/models/{name}", "/v1/models/{name}/runtime",
-        "/v1/models/{name}/runtime/{rid}/requests/{req_id}/vars/{var}", "/v1/models/{name}/tokenizer",
+        "/v1/health", "/v1/models", "/v1/models/{owner}/{name}", "/v1/models/{owner}/{name}/runtime",
+        "/v1/models/{owner}/{name}/runtime/{rid}/requests/{req_id}/vars/{var}", "/v1/models/{owner}/{name}/tokenizer",
         "/v1/principals",  # names and public keys
         "/v1/psi/jobs/{jid}", "/v1/psi/jobs/{jid}/output",  # a PSI receiver's own result rows
         "/v1/runtimes/{rid}/alive",  # a boolean, for peers
@@ -181,27 +181,27 @@ def test_nodes_refuse_to_run_different_programs(client3):
 def test_grants(client3, cluster3, hosted, tiny_dir):
     bob = client_as(cluster3, "bob")
     try:
-        assert all(m["name"] != "tiny" for m in list_models(bob))
+        assert all(m["model"] != "admin/tiny" for m in list_models(bob))
         with pytest.raises(misuan.NotFound):
-            show_model(bob, "tiny")
+            show_model(bob, "admin/tiny")
         with pytest.raises(misuan.NotFound):
-            grant_model(bob, "tiny", "bob")
+            grant_model(bob, "admin/tiny", "bob")
         grant_model(client3, "tiny", "bob")
         assert show_model(client3, "tiny")["grants"] == ["bob"]
-        assert any(m["name"] == "tiny" for m in list_models(bob))
-        assert "grants" not in show_model(bob, "tiny")  # only the owner sees grants
+        assert any(m["model"] == "admin/tiny" for m in list_models(bob))
+        assert "grants" not in show_model(bob, "admin/tiny")  # only the owner sees grants
         with pytest.raises(misuan.PermissionDenied):
-            grant_model(bob, "tiny", "carol")
+            grant_model(bob, "admin/tiny", "carol")
         with pytest.raises(misuan.PermissionDenied):
-            remove_model(bob, "tiny")
+            remove_model(bob, "admin/tiny")
         with pytest.raises(misuan.PermissionDenied, match="only the owner"):
-            verify_model(bob, "tiny", tiny_dir)  # reveals weight probes: owner only
+            verify_model(bob, "admin/tiny", tiny_dir)  # reveals weight probes: owner only
         assert revoke_model(client3, "tiny", "bob")
         with pytest.raises(misuan.NotFound):
-            show_model(bob, "tiny")
+            show_model(bob, "admin/tiny")
         # another principal cannot publish over the owner's name
-        with pytest.raises(misuan.PermissionDenied):
-            publish_model(bob, tiny_dir, "tiny", receipt=False)
+        with pytest.raises(misuan.PermissionDenied, match="your own name"):
+            publish_model(bob, tiny_dir, "admin/tiny", receipt=False)
     finally:
         bob.close()
 
@@ -210,7 +210,7 @@ def test_tampered_or_truncated_share_fails_on_load(client3, cluster3, tiny_dir):
     from misuan.client.runtime import ModelRuntime
 
     res = publish_model(client3, tiny_dir, "tamper", receipt=False)
-    f = cluster3.dir / "node1" / "shares" / "models" / "tamper" / str(res.version) / "layers.0.wq"
+    f = cluster3.dir / "node1" / "shares" / "models" / "admin" / "tamper" / str(res.version) / "layers.0.wq"
     raw = bytearray(f.read_bytes())
     raw[len(raw) // 2] ^= 0x40
     f.write_bytes(bytes(raw))
@@ -240,7 +240,7 @@ def test_interrupted_publish_leaves_nothing(client3, cluster3, tiny_dir):
             assert c.execute("SELECT COUNT(*) FROM assets WHERE name='halfway'").fetchone()[0] == 0
         staging = nd / "shares" / "staging"
         assert not staging.exists() or not any(staging.iterdir())
-        assert not (nd / "shares" / "models" / "halfway").exists()
+        assert not (nd / "shares" / "models" / "admin" / "halfway").exists()
 
 
 def test_a_node_failing_mid_publish_leaves_nothing(client3, cluster3, tiny_dir):
@@ -265,7 +265,7 @@ def test_a_node_failing_mid_publish_leaves_nothing(client3, cluster3, tiny_dir):
 
 def test_remove_deletes_shares_everywhere_and_is_audited(client3, cluster3, tiny_dir):
     res = publish_model(client3, tiny_dir, "gone", receipt=False)
-    dirs = [cluster3.dir / f"node{i}" / "shares" / "models" / "gone" for i in range(3)]
+    dirs = [cluster3.dir / f"node{i}" / "shares" / "models" / "admin" / "gone" for i in range(3)]
     assert all(d.exists() for d in dirs)
     assert remove_model(client3, "gone") == [res.version]
     assert not any(d.exists() for d in dirs)

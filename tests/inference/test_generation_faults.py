@@ -40,7 +40,7 @@ def test_node_killed_mid_generation(gen_cluster, plain_tiny):
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         live = [client.nodes[r].status()["resident"] for r in (0, 2)]
-        if all(not any(x["name"] == "victim" for x in rows) for rows in live):
+        if all(not any(x["model"] == "admin/victim" for x in rows) for rows in live):
             break
         time.sleep(0.5)
     else:
@@ -50,3 +50,31 @@ def test_node_killed_mid_generation(gen_cluster, plain_tiny):
     out = list(fresh.model("victim").generate_ids(ids, GenerationParams(max_tokens=4)))
     assert out == list(plain_tiny.generate_ids(ids, GenerationParams(max_tokens=4)))  # the rebuilt runtime computes the same answer
     fresh.close()
+
+
+def test_runtime_gone_on_one_node_is_rebuilt_not_stuck(gen_cluster, plain_tiny):
+    """A node restarted while the runtime sat idle: the others still hold a 'ready'
+    runtime whose peer is gone. A new runtime replaces it only because that peer
+    answers that it no longer holds it (finding 7: never on a grantee's word)."""
+    client = gen_cluster.client()
+    ids = [1, 2, 3, 4]
+    want = list(plain_tiny.generate_ids(ids, GenerationParams(max_tokens=2)))
+    assert list(client.model("victim").generate_ids(ids, GenerationParams(max_tokens=2))) == want
+    old = {client.nodes[r].runtime_state("admin/victim", None)["runtime_id"] for r in range(3)}
+    assert len(old) == 1 and None not in old
+    pid = int((gen_cluster.dir / "node2" / "node.pid").read_text())
+    os.kill(pid, signal.SIGKILL)
+    while True:  # wait until it is gone
+        try:
+            os.kill(pid, 0)
+            time.sleep(0.1)
+        except ProcessLookupError:
+            break
+    up(gen_cluster.dir)
+    fresh = misuan.connect(gen_cluster.cluster_file)
+    try:
+        assert list(fresh.model("victim").generate_ids(ids, GenerationParams(max_tokens=2))) == want
+        new = {fresh.nodes[r].runtime_state("admin/victim", None)["runtime_id"] for r in range(3)}
+        assert len(new) == 1 and new.isdisjoint(old)
+    finally:
+        fresh.close()

@@ -29,8 +29,8 @@ def model(cluster3, tmp_path_factory):
     publish_model(vendor, src, "guarded", receipt=False)
     for who in ("alice", "mallory"):
         grant_model(vendor, "guarded", who)
-    assert "".join(alice.chat("guarded", MSGS, max_tokens=2)) is not None  # builds the runtime
-    return "guarded", vendor, alice, mallory
+    assert "".join(alice.chat("vendor/guarded", MSGS, max_tokens=2)) is not None  # builds the runtime
+    return "vendor/guarded", vendor, alice, mallory
 
 
 def _runtime_id(client, name) -> str:
@@ -177,12 +177,12 @@ def test_unknown_program_parameters_are_refused_before_compiling(model, params):
 @pytest.mark.parametrize(
     "method,path,body",
     [
-        ("GET", "/v1/models/guarded?version=9223372036854775808", None),
-        ("GET", "/v1/models/guarded?version=-1", None),
-        ("POST", "/v1/models/guarded/programs/compile", {"version": 1 << 63, "program": "llama.decode", "params": {}}),
-        ("POST", "/v1/models/guarded/programs/compile", {"version": 1, "program": "llama.decode", "params": {"S": [64]}}),
-        ("POST", "/v1/models/guarded/programs/compile", {"version": 1, "program": "llama.decode", "params": {"S": {"a": 1}}}),
-        ("POST", "/v1/models/guarded/runtime", {"version": -1, "runtime_id": "abcdefgh12"}),
+        ("GET", "/v1/models/vendor/guarded?version=9223372036854775808", None),
+        ("GET", "/v1/models/vendor/guarded?version=-1", None),
+        ("POST", "/v1/models/vendor/guarded/programs/compile", {"version": 1 << 63, "program": "llama.decode", "params": {}}),
+        ("POST", "/v1/models/vendor/guarded/programs/compile", {"version": 1, "program": "llama.decode", "params": {"S": [64]}}),
+        ("POST", "/v1/models/vendor/guarded/programs/compile", {"version": 1, "program": "llama.decode", "params": {"S": {"a": 1}}}),
+        ("POST", "/v1/models/vendor/guarded/runtime", {"version": -1, "runtime_id": "abcdefgh12"}),
     ],
 )
 def test_malformed_requests_are_4xx(model, method, path, body):
@@ -200,7 +200,7 @@ def test_status_and_audit_are_scoped_to_the_caller(model, cluster3):
     assert st["assets"] == [] and st["resident"] == [] and st["sessions"] == [] and st["audit_rows"] is None
     assert {r["requester"] for r in eve.nodes[0].audit(200)} <= {"eve"}
     admin = cluster3.client()
-    assert any(a["name"] == name for a in admin.nodes[0].status()["assets"])
+    assert any(a["model"] == name for a in admin.nodes[0].status()["assets"])
 
 
 def test_verify_probes_are_drawn_by_the_nodes_and_runs_are_limited(model):
@@ -226,3 +226,30 @@ def test_verify_probes_are_drawn_by_the_nodes_and_runs_are_limited(model):
                 req.run("verify", {}, {"seed": runs})
             runs += 1
     assert runs == VERIFY_RUNS_PER_HOUR  # refused runs (no seed) do not count
+
+
+def test_publishing_reveals_nothing_about_others_models(model, cluster3, tmp_path):
+    """Finding 9: an upload reservation answered 'belongs to another principal' for a
+    hidden name. Each principal publishes under its own name: the same bare name is
+    free for everyone, and publishing into another's namespace is refused alike
+    whether or not that model exists."""
+    from misuan.hosting import list_models, publish_model
+    from tests.models.tinymodels import make_llama, save_hf
+
+    _name, _vendor, _alice, mallory = model
+    src = save_hf(tmp_path / "m", make_llama(seed=22, tie=False))
+    mine = publish_model(mallory, src, "guarded", receipt=False)  # the same bare name as the vendor's model
+    assert mine.name == "mallory/guarded"
+    assert {m["model"] for m in list_models(mallory)} >= {"mallory/guarded", "vendor/guarded"}  # granted + own
+    errors = []
+    for target in ("vendor/guarded", "vendor/no-such-model"):
+        with pytest.raises(misuan.PermissionDenied) as exc:
+            publish_model(mallory, src, target, receipt=False)
+        errors.append(str(exc.value).split(": ", 1)[1])
+    assert errors[0] == errors[1]
+    eve = client_as(cluster3, "eve")
+    with pytest.raises(misuan.NotFound) as a:
+        eve.nodes[0].show_model("vendor/guarded")
+    with pytest.raises(misuan.NotFound) as b:
+        eve.nodes[0].show_model("vendor/no-such-model")
+    assert str(a.value).replace("guarded", "X") == str(b.value).replace("no-such-model", "X")

@@ -52,13 +52,13 @@ def plain(tiny_dir):
 
 
 def _request(client):
-    return ModelRuntime.ensure(client, "oracle-tiny").request()
+    return ModelRuntime.ensure(client, "admin/oracle-tiny").request()
 
 
 def test_client_noise_and_node_made_inputs_cannot_be_uploaded(grantee):
     """The base code took the client's noise (and temperature, mask, RoPE rows, decode
     token and cache) as uploads: the oracle's lever. Now every such upload is refused."""
-    V = grantee.model("oracle-tiny").config.vocab_size
+    V = grantee.model("admin/oracle-tiny").config.vocab_size
     noise = np.full(V, -1000.0, np.float32)
     noise[[3, 7]] = 0.0  # only tokens 3 and 7 can win: "is l_3 >= l_7 + c?"
     with _request(grantee) as req:
@@ -73,7 +73,7 @@ def test_the_reported_oracle_is_refused(grantee):
     """The attack as reported, on the protocol it used: a prompt row mixing two tokens,
     noise -1000 everywhere but tokens a and b, temperature 1: the revealed token then
     answers "is l_a >= l_b + c?" (base code: accepted, token in {a, b}). Now refused."""
-    V = grantee.model("oracle-tiny").config.vocab_size
+    V = grantee.model("admin/oracle-tiny").config.vocab_size
     x = np.zeros((T, V), np.float32)
     x[-1, [5, 17]] = 1.0  # not a token
     mask = np.tril(np.ones((T, T), np.float32))
@@ -95,7 +95,7 @@ def _prefill(req, hi, lo, **sampling):
 
 @pytest.mark.parametrize("attack", ["two_ones", "scaled", "negative", "hole"])
 def test_prompt_rows_that_are_not_one_token_are_refused(grantee, attack):
-    V = grantee.model("oracle-tiny").config.vocab_size
+    V = grantee.model("admin/oracle-tiny").config.vocab_size
     hi, lo = token_digits(PROMPT, T, V)
     if attack == "two_ones":  # the last row mixes two tokens
         lo[-1, (np.argmax(lo[-1]) + 1) % lo.shape[1]] = 1
@@ -115,7 +115,7 @@ def test_prompt_rows_that_are_not_one_token_are_refused(grantee, attack):
 
 
 def test_honest_prompt_passes_the_check(grantee, plain):
-    V = grantee.model("oracle-tiny").config.vocab_size
+    V = grantee.model("admin/oracle-tiny").config.vocab_size
     hi, lo = token_digits(PROMPT, T, V)
     with _request(grantee) as req:
         tok = _prefill(req, hi, lo)
@@ -126,18 +126,18 @@ def test_honest_prompt_passes_the_check(grantee, plain):
 
 @pytest.mark.parametrize("temperature", [1000.0, 2.5, 0.01, -1.0])
 def test_temperature_out_of_bounds_is_refused_by_the_nodes(grantee, temperature):
-    V = grantee.model("oracle-tiny").config.vocab_size
+    V = grantee.model("admin/oracle-tiny").config.vocab_size
     hi, lo = token_digits(PROMPT, T, V)
     with _request(grantee) as req:
         with pytest.raises(misuan.InvalidInput, match="temperature"):
             _prefill(req, hi, lo, seed=1, temperature=temperature)
     with pytest.raises(misuan.InvalidInput, match="temperature"):
-        list(grantee.model("oracle-tiny").generate_ids(PROMPT, GenerationParams(max_tokens=2, temperature=temperature)))
+        list(grantee.model("admin/oracle-tiny").generate_ids(PROMPT, GenerationParams(max_tokens=2, temperature=temperature)))
 
 
 def test_decode_reads_only_what_the_nodes_wrote(grantee):
     """Decode's token, cache and mask come from the request's own earlier step."""
-    V = grantee.model("oracle-tiny").config.vocab_size
+    V = grantee.model("admin/oracle-tiny").config.vocab_size
     hi, lo = token_digits(PROMPT, T, V)
     with _request(grantee) as req:
         req.put("hi", hi)
@@ -148,7 +148,7 @@ def test_decode_reads_only_what_the_nodes_wrote(grantee):
 
 def test_sampling_is_reproducible_and_equals_plaintext(grantee, plain):
     """Same seed -> same tokens; the nodes' noise is the plaintext engine's noise."""
-    model = grantee.model("oracle-tiny")
+    model = grantee.model("admin/oracle-tiny")
     params = GenerationParams(max_tokens=6, temperature=1.5, seed=20240518)
     first = list(model.generate_ids(PROMPT, params))
     again = list(model.generate_ids(PROMPT, params))

@@ -63,7 +63,7 @@ def shared_model(client3, tmp_path_factory):
     publish_model(client3, src, "shared-tiny", receipt=False)
     for who in ("alice", "bob"):
         grant_model(client3, "shared-tiny", who)
-    yield "shared-tiny", src
+    yield "admin/shared-tiny", src
     remove_model(client3, "shared-tiny")
 
 

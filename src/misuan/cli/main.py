@@ -152,9 +152,9 @@ def cluster_status(dir: Path = DirOpt, as_json: bool = JsonOpt):
         if not r["healthy"]:
             t.add_row(str(r["rank"]), r["id"], "[red]down[/red]", "-", "-", "-", "-", "-", "-", "-")
             continue
-        resident = {(m["name"], m["version"]): m for m in r.get("resident", [])}
+        resident = {(m["model"], m["version"]): m for m in r.get("resident", [])}
         assets = ", ".join(
-            f"{a['name']}@{a['version']}" + (f" [resident {_fmt_bytes(resident[(a['name'], a['version'])].get('rss_bytes'))}]" if (a["name"], a["version"]) in resident else "")
+            f"{a['model']}@{a['version']}" + (f" [resident {_fmt_bytes(resident[(a['model'], a['version'])].get('rss_bytes'))}]" if (a["model"], a["version"]) in resident else "")
             for a in r["assets"]
         ) or "-"
         t.add_row(
@@ -255,7 +255,7 @@ def model_list(cluster: Optional[Path] = ClusterOpt, key_file: Optional[Path] = 
     for c in ("name", "version", "architecture", "parameters", "owner", "max share bytes/node", "state"):
         t.add_column(c)
     for r in rows:
-        t.add_row(r["name"], str(r["version"]), str(r.get("architecture", "-")), f"{r.get('params') or 0:,}", str(r.get("owner", "-")),
+        t.add_row(r["model"], str(r["version"]), str(r.get("architecture", "-")), f"{r.get('params') or 0:,}", str(r.get("owner", "-")),
                   _fmt_bytes(r.get("share_bytes")), r.get("state", "ready"))
     out.print(t)
 
@@ -387,7 +387,8 @@ def psi_run(
 
 
 def _receipt_source(name: str) -> Path:
-    receipts = sorted((Path.home() / ".misuan" / "receipts").glob(f"{name}@*.json"), key=lambda p: int(p.stem.split("@")[1]))
+    pattern = f"{name}@*.json" if "/" in name else f"*/{name}@*.json"  # receipts/<owner>/<name>@<v>.json
+    receipts = sorted((Path.home() / ".misuan" / "receipts").glob(pattern), key=lambda p: int(p.stem.split("@")[1]))
     if not receipts:
         raise MisuanError(f"--plaintext needs the weights: pass --weights PATH (no publish receipt for {name!r} on this machine)")
     return Path(json.loads(receipts[-1].read_text())["source"])

@@ -180,6 +180,10 @@ class Client:
     def __repr__(self) -> str:
         return f"Client({self.cluster.name!r}, parties={self.cluster.world_size}, protocol={self.cluster.mpc.protocol})"
 
+    def model_ref(self, name: str) -> str:
+        """A model's full name ``<owner>/<name>``; a bare name is one of your own."""
+        return name if "/" in name else f"{self.identity.principal}/{name}"
+
     # ------------------------------------------------------------ fan-out
 
     def fanout(self, fn: Callable[[int], Any], *, ranks: Sequence[int] | None = None, on_error: Callable[[], None] | None = None) -> list:

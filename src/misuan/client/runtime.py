@@ -32,6 +32,7 @@ class ModelRuntime:
         """Use the resident runtime if every node has the same one; else build it."""
         import time
 
+        name = client.model_ref(name)
         states = client.fanout(lambda i: client.nodes[i].runtime_state(name, version))
         versions = {s["version"] for s in states}
         if len(versions) != 1:

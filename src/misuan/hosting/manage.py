@@ -15,21 +15,23 @@ from ..client.runtime import ModelRuntime
 def list_models(client: Client) -> list[dict]:
     """Models (and versions) registered on *every* node, as this principal sees them."""
     per_node = client.fanout(lambda i: client.nodes[i].list_models())
-    keys = [{(m["name"], m["version"]) for m in rows} for rows in per_node]
+    keys = [{(m["model"], m["version"]) for m in rows} for rows in per_node]
     common = set.intersection(*keys) if keys else set()
     sizes: dict[tuple[str, int], int] = {}
     for rows in per_node:
         for m in rows:
-            key = (m["name"], m["version"])
+            key = (m["model"], m["version"])
             sizes[key] = max(sizes.get(key, 0), m.get("share_bytes") or 0)
-    out = [{**m, "share_bytes": sizes[(m["name"], m["version"])]} for m in per_node[0] if (m["name"], m["version"]) in common]
+    out = [{**m, "share_bytes": sizes[(m["model"], m["version"])]} for m in per_node[0] if (m["model"], m["version"]) in common]
     partial = sorted(set.union(*keys) - common) if keys else []
-    for name, version in partial:
-        out.append({"name": name, "version": version, "state": "incomplete (not on every node)"})
+    for full, version in partial:
+        owner, _, name = full.partition("/")
+        out.append({"model": full, "owner": owner, "name": name, "version": version, "state": "incomplete (not on every node)"})
     return out
 
 
 def show_model(client: Client, name: str, version: int | None = None) -> dict:
+    name = client.model_ref(name)
     views = client.fanout(lambda i: client.nodes[i].show_model(name, version))
     first = views[0]
     mismatched = [i for i, v in enumerate(views) if v["version"] != first["version"] or [t["commitment"] for t in v["tensors"]] != [t["commitment"] for t in first["tensors"]]]
@@ -43,15 +45,18 @@ def show_model(client: Client, name: str, version: int | None = None) -> dict:
 
 
 def remove_model(client: Client, name: str, version: int | None = None) -> list[int]:
+    name = client.model_ref(name)
     removed = client.fanout(lambda i: client.nodes[i].remove_model(name, version))
     return sorted(set().union(*map(set, removed)))
 
 
 def grant_model(client: Client, name: str, to: str) -> None:
+    name = client.model_ref(name)
     client.fanout(lambda i: client.nodes[i].grant(name, to))
 
 
 def revoke_model(client: Client, name: str, to: str) -> bool:
+    name = client.model_ref(name)
     return any(client.fanout(lambda i: client.nodes[i].revoke(name, to)))
 
 

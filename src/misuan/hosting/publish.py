@@ -82,7 +82,7 @@ def next_version(client: Client, name: str) -> int:
 
 
 def _default_receipt(name: str, version: int) -> Path:
-    return Path.home() / ".misuan" / "receipts" / f"{name}@{version}.json"
+    return Path.home() / ".misuan" / "receipts" / f"{name}@{version}.json"  # receipts/<owner>/<name>@<v>.json
 
 
 def publish_model(
@@ -97,7 +97,7 @@ def publish_model(
     from ..models.loader import load_model
     from ..node.models import check_model_name
 
-    check_model_name(name)
+    name = check_model_name(client.model_ref(name))
     t0 = time.perf_counter()
     loaded = load_model(path)
     cfg, params, tokenizer = loaded

@@ -105,6 +105,7 @@ class SecureModel:
     def __init__(self, client: Client, name: str, version: int | None = None):
         t0 = time.perf_counter()
         self.client = client
+        name = client.model_ref(name)
         self.runtime = ModelRuntime.ensure(client, name, version)
         self.ready_s = time.perf_counter() - t0
         info = client.nodes[0].show_model(name, self.runtime.version)

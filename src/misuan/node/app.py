@@ -18,6 +18,7 @@ from ..errors import AuthError, InvalidInput, MisuanError
 from ..identity import BODY_HEADER, SCHEME
 from . import auth
 from .auth import BodyHash
+from .models import check_model_name
 from . import schemas as S
 from .service import NodeService
 from .witness import ReceiptMiddleware
@@ -89,6 +90,11 @@ def create_app(service: NodeService) -> FastAPI:
         if not hmac.compare_digest(digest, declared):
             raise AuthError("request body does not match its signature")
         return who
+
+    def model_ref(owner: str, name: str) -> str:
+        """A model is named ``<owner>/<name>``: each principal publishes under its own
+        name, so a name taken by someone else is never an oracle of their models."""
+        return check_model_name(f"{owner}/{name}")
 
     def streaming_principal(request: Request) -> tuple[str, BodyHash]:
         """For streamed bodies: the route feeds the body to the hash and checks it at the end."""
@@ -177,16 +183,16 @@ def create_app(service: NodeService) -> FastAPI:
     def list_models(who: str = Depends(principal)):
         return reg.list(who)
 
-    @app.get("/v1/models/{name}")
-    def show_model(name: str, version: OptVersion = None, who: str = Depends(principal)):
+    @app.get("/v1/models/{owner}/{name}")
+    def show_model(version: OptVersion = None, who: str = Depends(principal), name: str = Depends(model_ref)):
         return reg.show(who, name, version)
 
-    @app.get("/v1/models/{name}/tokenizer")
-    def model_tokenizer(name: str, version: OptVersion = None, who: str = Depends(principal)):
+    @app.get("/v1/models/{owner}/{name}/tokenizer")
+    def model_tokenizer(version: OptVersion = None, who: str = Depends(principal), name: str = Depends(model_ref)):
         return Response(content=reg.tokenizer(who, name, version), media_type="application/json")
 
-    @app.post("/v1/models/{name}/uploads", status_code=201)
-    def begin_upload(name: str, req: S.UploadCreate, who: str = Depends(principal)):
+    @app.post("/v1/models/{owner}/{name}/uploads", status_code=201)
+    def begin_upload(req: S.UploadCreate, who: str = Depends(principal), name: str = Depends(model_ref)):
         uid = reg.begin_upload(who, name, req.version, req.kind, req.config, req.tokenizer, [t.model_dump() for t in req.tensors])
         return {"upload_id": uid}
 
@@ -228,23 +234,23 @@ def create_app(service: NodeService) -> FastAPI:
         reg.abort(uid, who)
         return {"aborted": True}
 
-    @app.delete("/v1/models/{name}")
-    def remove_model(name: str, version: OptVersion = None, who: str = Depends(principal)):
+    @app.delete("/v1/models/{owner}/{name}")
+    def remove_model(version: OptVersion = None, who: str = Depends(principal), name: str = Depends(model_ref)):
         removed = reg.remove(who, name, version)
         rts.unload(name, removed)
         return {"removed": removed}
 
-    @app.put("/v1/models/{name}/grants/{to}")
-    def grant(name: str, to: str, who: str = Depends(principal)):
+    @app.put("/v1/models/{owner}/{name}/grants/{to}")
+    def grant(to: str, who: str = Depends(principal), name: str = Depends(model_ref)):
         reg.grant(who, name, to)
         return {"granted": to}
 
-    @app.delete("/v1/models/{name}/grants/{to}")
-    def revoke(name: str, to: str, who: str = Depends(principal)):
+    @app.delete("/v1/models/{owner}/{name}/grants/{to}")
+    def revoke(to: str, who: str = Depends(principal), name: str = Depends(model_ref)):
         return {"revoked": reg.revoke(who, name, to)}
 
-    @app.get("/v1/models/{name}/runtime")
-    def runtime_state(name: str, version: OptVersion = None, who: str = Depends(principal)):
+    @app.get("/v1/models/{owner}/{name}/runtime")
+    def runtime_state(version: OptVersion = None, who: str = Depends(principal), name: str = Depends(model_ref)):
         return rts.state(who, name, version)
 
     @app.get("/v1/runtimes/{rid}/alive")
@@ -252,34 +258,34 @@ def create_app(service: NodeService) -> FastAPI:
         # Unauthenticated, for peers: only whether this unguessable id is a live runtime here.
         return {"alive": rts.holds(rid)}
 
-    @app.post("/v1/models/{name}/runtime")
-    def runtime_prepare(name: str, req: S.RuntimePrepare, who: str = Depends(principal)):
+    @app.post("/v1/models/{owner}/{name}/runtime")
+    def runtime_prepare(req: S.RuntimePrepare, who: str = Depends(principal), name: str = Depends(model_ref)):
         return rts.prepare(who, name, req.version, req.runtime_id)
 
-    @app.post("/v1/models/{name}/runtime/{rid}/link")
-    def runtime_link(name: str, rid: str, req: S.RuntimeLink, who: str = Depends(principal)):
+    @app.post("/v1/models/{owner}/{name}/runtime/{rid}/link")
+    def runtime_link(rid: str, req: S.RuntimeLink, who: str = Depends(principal), name: str = Depends(model_ref)):
         return rts.link_and_load(who, name, req.version, rid, req.addresses)
 
-    @app.put("/v1/models/{name}/runtime/{rid}/requests/{req_id}/vars/{var}")
-    async def runtime_put(name: str, rid: str, req_id: str, var: str, version: Version, request: Request, who: str = Depends(principal)):
+    @app.put("/v1/models/{owner}/{name}/runtime/{rid}/requests/{req_id}/vars/{var}")
+    async def runtime_put(rid: str, req_id: str, var: str, version: Version, request: Request, who: str = Depends(principal), name: str = Depends(model_ref)):
         data = await body_bytes(request)
         await run_in_threadpool(rts.put_input, who, name, version, rid, req_id, var, data)
         return {"name": var, "bytes": len(data)}
 
-    @app.post("/v1/models/{name}/programs/compile")
-    def program_compile(name: str, req: S.ProgramRun, who: str = Depends(principal)):
+    @app.post("/v1/models/{owner}/{name}/programs/compile")
+    def program_compile(req: S.ProgramRun, who: str = Depends(principal), name: str = Depends(model_ref)):
         return rts.compile(who, name, req.version, req.program, req.params)
 
-    @app.post("/v1/models/{name}/runtime/{rid}/requests/{req_id}/run")
-    def runtime_run(name: str, rid: str, req_id: str, req: S.ProgramRun, who: str = Depends(principal)):
+    @app.post("/v1/models/{owner}/{name}/runtime/{rid}/requests/{req_id}/run")
+    def runtime_run(rid: str, req_id: str, req: S.ProgramRun, who: str = Depends(principal), name: str = Depends(model_ref)):
         return rts.run(who, name, req.version, rid, req_id, req.program, req.params)
 
-    @app.get("/v1/models/{name}/runtime/{rid}/requests/{req_id}/vars/{var}")
-    def runtime_get(name: str, rid: str, req_id: str, var: str, version: Version, who: str = Depends(principal)):
+    @app.get("/v1/models/{owner}/{name}/runtime/{rid}/requests/{req_id}/vars/{var}")
+    def runtime_get(rid: str, req_id: str, var: str, version: Version, who: str = Depends(principal), name: str = Depends(model_ref)):
         return Response(content=rts.get_output(who, name, version, rid, req_id, var), media_type="application/octet-stream")
 
-    @app.delete("/v1/models/{name}/runtime/{rid}/requests/{req_id}")
-    def runtime_end(name: str, rid: str, req_id: str, version: Version, who: str = Depends(principal)):
+    @app.delete("/v1/models/{owner}/{name}/runtime/{rid}/requests/{req_id}")
+    def runtime_end(rid: str, req_id: str, version: Version, who: str = Depends(principal), name: str = Depends(model_ref)):
         rts.end_request(who, name, version, rid, req_id)
         return {"ended": True}
 

@@ -27,6 +27,8 @@ from .db import Database
 from .store import ShareStore, StreamWriter
 
 MODEL_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+#: a model's full name: ``<owner>/<name>`` (every principal publishes under its own name)
+FULL_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,63}/[a-z0-9][a-z0-9._-]{0,63}$")
 TENSOR_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 KINDS = ("llama",)
 VIS_SECRET = 1  # spu Visibility.VIS_SECRET
@@ -34,9 +36,16 @@ ADMIN = "admin"
 
 
 def check_model_name(name: str) -> str:
-    if not MODEL_RE.match(name or "") or ".." in name:
-        raise InvalidInput("model names are 1-64 chars: a-z 0-9 first, then a-z 0-9 . _ - (no '..')")
+    """A full model name ``<owner>/<name>``."""
+    if not FULL_NAME_RE.match(name or "") or ".." in name:
+        raise InvalidInput("a model is named <owner>/<name>: name 1-64 chars, a-z 0-9 first, then a-z 0-9 . _ - (no '..')")
     return name
+
+
+def model_fields(full: str) -> dict:
+    """How a model is named in answers: ``model`` (``<owner>/<name>``), ``owner``, ``name``."""
+    owner, _, name = full.partition("/")
+    return {"model": full, "owner": owner, "name": name}
 
 
 def _aad(name: str, version: int, tensor: str) -> str:
@@ -159,9 +168,8 @@ class ModelRegistry:
                 raise InvalidInput("invalid tensor name")
             if not all(isinstance(d, int) and d >= 0 for d in t["shape"]):
                 raise InvalidInput(f"invalid shape for tensor {t['name']!r}")
-        owner = self._owner(name)
-        if owner is not None and owner != principal:
-            raise PermissionDenied(f"model {name!r} belongs to another principal")
+        if name.split("/", 1)[0] != principal:  # decided by the name alone: no oracle of others' models
+            raise PermissionDenied(f"you publish under your own name: {principal}/<model>")
         if self.db.query("SELECT 1 FROM assets WHERE name=? AND version=?", (name, version)) or self.db.query(
             "SELECT 1 FROM uploads WHERE asset=? AND version=?", (name, version)
         ):
@@ -287,7 +295,7 @@ class ModelRegistry:
             if principal in (owner, ADMIN) or self.can_use(principal, name):
                 cfg = json.loads(config)
                 out.append(
-                    {"name": name, "version": version, "kind": kind, "owner": owner, "created": created,
+                    {**model_fields(name), "version": version, "kind": kind, "created": created,
                      "share_bytes": size, "params": cfg.get("n_params"), "architecture": cfg.get("family", kind)}
                 )
         return out
@@ -307,7 +315,7 @@ class ModelRegistry:
         ]
         versions = [r[0] for r in self.db.query("SELECT version FROM assets WHERE name=? AND state='ready' ORDER BY version", (name,))]
         info = {
-            "name": name, "version": version, "versions": versions, "kind": kind, "owner": owner, "created": created,
+            **model_fields(name), "version": version, "versions": versions, "kind": kind, "created": created,
             "share_bytes": size, "config": json.loads(config), "tensors": tensors,
         }
         if principal == owner:

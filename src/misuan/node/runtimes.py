@@ -114,13 +114,13 @@ class ModelRuntimes:
         check_session_id(rid)
         version = self.registry.resolve_version(name, version)
         with self._lock:
-            old = self._replaceable(name, version, rid)
-        if isinstance(old, dict):
-            return old
-        if old is not None and all(self._peers_hold(old.id)):
-            raise Conflict(f"this model already has a {old.state} runtime on every node")
+            cur = self._rt.get((name, version))
+            if cur is not None and cur.id == rid:
+                return {"runtime_id": rid, "state": cur.state, "link_address": self.cfg.party.link_address(cur.session.port)}
+        if self._live(cur) and all(self._peers_hold(cur.id)):
+            raise Conflict(f"this model already has a {cur.state} runtime on every node")
         with self._lock:
-            if self._rt.get((name, version)) is not old:
+            if self._rt.get((name, version)) is not cur:
                 raise Conflict("this model's runtime changed meanwhile; retry")
             self._rate_limit(principal)
             self._drop((name, version), "replaced")
@@ -196,17 +196,12 @@ class ModelRuntimes:
     def _runtime_options(self) -> dict:
         return {}
 
-    def _replaceable(self, name: str, version: int, rid: str) -> "Runtime | dict | None":
-        """The live runtime a new ``rid`` would replace (None: none), or the reply
-        when ``rid`` is the current one already."""
-        old = self._rt.get((name, version))
-        if old is not None and old.id == rid:
-            return {"runtime_id": rid, "state": old.state, "link_address": self.cfg.party.link_address(old.session.port)}
-        if old is None or old.session.state in ("closed", "failed"):
-            return None
-        if old.state == "reserved" and time.time() - old.session.created > self._reserve_grace_s():
-            return None
-        return old
+    def _live(self, rt: Runtime | None) -> bool:
+        """Whether ``rt`` may still compute: not failed, and not a reservation nobody
+        linked within the link timeout."""
+        if rt is None or rt.session.state in ("closed", "failed"):
+            return False
+        return not (rt.state == "reserved" and time.time() - rt.session.created > self._reserve_grace_s())
 
     def holds(self, rid: str) -> bool:
         """Whether a live runtime with this (unguessable) id is here; asked by peers."""

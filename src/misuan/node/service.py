@@ -16,7 +16,7 @@ from . import auth
 from .audit import AuditLog
 from .datasets import DatasetRegistry
 from .db import Database
-from .models import ModelRegistry
+from .models import ModelRegistry, model_fields
 from .psi_jobs import PsiJobs
 from .runtimes import ModelRuntimes
 from .sessions import SessionManager
@@ -103,11 +103,11 @@ class NodeService:
             if admin or (s.principal == who and not s.internal)
         ]
         assets = [
-            {"name": n, "version": v, "kind": k, "state": st, "size_bytes": b}
+            {**model_fields(n), "version": v, "kind": k, "state": st, "size_bytes": b}
             for n, v, k, st, b in self.db.query("SELECT name, version, kind, state, size_bytes FROM assets WHERE state='ready' ORDER BY name, version")
             if admin or self.models.can_use(who, n)
         ]
-        resident = [r for r in self.runtimes.resident() if admin or self.models.can_use(who, r["name"])]
+        resident = [{**r, **model_fields(r["name"])} for r in self.runtimes.resident() if admin or self.models.can_use(who, r["name"])]
         return {
             "party": self.cfg.party.id,
             "rank": self.cfg.rank,
