@@ -125,10 +125,10 @@ def test_no_api_returns_a_stored_share(client3, hosted, tiny_dir):
     rt = ModelRuntime.ensure(client3, "tiny", hosted.version)
     node = client3.nodes[0]
     with rt.request() as req:
-        req.put("p0_0", np.ones(8, np.float32))
-        for var in ["w:embed", "embed", "w:layers.0.wq", "p0_0", "y"]:
+        req.put("hi", np.ones(8, np.float32))
+        for var in ["w:embed", "embed", "w:layers.0.wq", "hi", "y"]:
             with pytest.raises(misuan.NotFound):
-                node.runtime_get("tiny", rt.version, rt.runtime_id, req.id, var)
+                node.runtime_get(rt.name, rt.version, rt.runtime_id, req.id, var)
     # the runtime's session is not reachable through the generic session API
     with pytest.raises(misuan.NotFound):
         node.get_var(rt.runtime_id, "w:embed")

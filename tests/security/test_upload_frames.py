@@ -30,7 +30,7 @@ def upload(client3):
         "version": 1, "kind": "llama", "config": {}, "tokenizer": "{}",
         "tensors": [{"name": "w", "shape": list(SHAPE)}, {"name": "big", "shape": list(BIG)}],
     }
-    uids = client3.fanout(lambda i: client3.nodes[i].begin_upload("frames", body))
+    uids = client3.fanout(lambda i: client3.nodes[i].begin_upload("admin/frames", body))
     yield uids
     client3.fanout(lambda i: client3.nodes[i].abort_upload(uids[i]))
 
