@@ -5,7 +5,8 @@ The curated public API::
     import misuan
     with misuan.local_cluster(parties=3) as cluster:   # starts and stops local nodes
         y = cluster.client().run(fn, x, w)             # fn: a JAX function of your own inputs
-    client = misuan.connect("D/cluster.toml")          # an already running cluster
+    client = misuan.connect("D/cluster.toml")          # an already running cluster (as its key_file's principal)
+    alice = misuan.connect("D/cluster.toml", "alice.key")   # as another principal (misuan.new_identity / load_identity)
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ _LAZY = {
     "connect": "client.client",
     "LocalCluster": "cluster.local",
     "local_cluster": "cluster.local",
+    "Identity": "identity",
+    "new_identity": "identity",
+    "load_identity": "identity",
 }
 
 
@@ -56,6 +60,9 @@ __all__ = [
     "connect",
     "LocalCluster",
     "local_cluster",
+    "Identity",
+    "new_identity",
+    "load_identity",
     "MisuanError",
     "AuthError",
     "ClusterError",
