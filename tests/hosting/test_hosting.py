@@ -106,7 +106,7 @@ def test_a_node_share_is_unrelated_to_the_weights(cluster3, hosted, tiny_dir):
     for node in range(3):
         nd = cluster3.dir / f"node{node}"
         store = ShareStore(nd / "shares", nd / "storage.key")
-        data = store.read(f"models/tiny/{hosted.version}/embed", f"model:tiny:{hosted.version}:embed")
+        data = store.read(f"models/admin/tiny/{hosted.version}/embed", f"model:admin/tiny:{hosted.version}:embed")
         meta, chunks = _aby3.expand(data)
         pairs = np.frombuffer(b"".join(c[-16 * w.size :] for c in chunks), dtype=np.uint64).reshape(-1, 2)
         for k in range(2):
@@ -116,7 +116,7 @@ def test_a_node_share_is_unrelated_to_the_weights(cluster3, hosted, tiny_dir):
             # uniform over the ring: about half the top bits set
             assert 0.45 < np.mean(pairs[:, k] >> np.uint64(63)) < 0.55
     # node 0 stores only seeds: a few bytes per tensor
-    assert store.path_of(f"models/tiny/{hosted.version}/embed").stat().st_size > 0
+    assert store.path_of(f"models/admin/tiny/{hosted.version}/embed").stat().st_size > 0
 
 
 def test_no_api_returns_a_stored_share(client3, hosted, tiny_dir):
@@ -271,13 +271,13 @@ def test_remove_deletes_shares_everywhere_and_is_audited(client3, cluster3, tiny
     assert not any(d.exists() for d in dirs)
     for i in range(3):
         with sqlite3.connect(cluster3.dir / f"node{i}" / "state.db") as c:
-            ops = [r[0] for r in c.execute("SELECT op FROM audit WHERE asset LIKE 'gone%' ORDER BY seq")]
+            ops = [r[0] for r in c.execute("SELECT op FROM audit WHERE asset LIKE 'admin/gone%' ORDER BY seq")]
         assert "model.publish" in ops and ops[-1] == "model.remove"
     with pytest.raises(misuan.NotFound):
         show_model(client3, "gone")
 
 
-@pytest.mark.parametrize("name", ["", "../evil", "a/b", "UPPER", "x" * 65, "..", "a..b"])
+@pytest.mark.parametrize("name", ["", "../evil", "a/b/c", "UPPER", "x" * 65, "..", "a..b", "admin/", "/x"])
 def test_bad_names_are_refused(client3, tiny_dir, name):
     with pytest.raises(misuan.InvalidInput, match="model names"):
         publish_model(client3, tiny_dir, name, receipt=False)

@@ -120,6 +120,9 @@ def up(
     d = Path(directory).expanduser().resolve()
     if not (d / "cluster.toml").exists():
         init_cluster(d, parties=parties, tls=tls, protocol=protocol, timeouts=timeouts, ids=ids, bench=bench)
+    if (d / "admin.token").exists() and not (d / "admin.key").exists():
+        raise E.ClusterError(f"{d} was made by an older misuan (one shared token secret): remove it, or re-create it "
+                             f"with `misuan cluster init --dir {d} --force`")
     cfg = load_cluster(d / "cluster.toml")
     identity = cfg.default_identity()
     notes: dict[int, str] = {}

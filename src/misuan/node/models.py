@@ -38,7 +38,7 @@ ADMIN = "admin"
 def check_model_name(name: str) -> str:
     """A full model name ``<owner>/<name>``."""
     if not FULL_NAME_RE.match(name or "") or ".." in name:
-        raise InvalidInput("a model is named <owner>/<name>: name 1-64 chars, a-z 0-9 first, then a-z 0-9 . _ - (no '..')")
+        raise InvalidInput("model names are <owner>/<name>: name 1-64 chars, a-z 0-9 first, then a-z 0-9 . _ - (no '..')")
     return name
 
 
