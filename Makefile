@@ -16,6 +16,7 @@ $(STAMP): pyproject.toml requirements.lock
 install: $(STAMP)
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check src tests bench
 	$(PY) -m pytest -q -x --durations=15
 
 demo: $(STAMP)

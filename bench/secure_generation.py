@@ -173,7 +173,6 @@ def main() -> None:
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "secure_generation.json"))
     args = ap.parse_args()
 
-    import misuan
     from misuan.cluster.local import local_cluster
     from misuan.hosting import list_models, publish_model
     from misuan.inference import GenerationParams, GenerationStats

@@ -18,10 +18,11 @@ from __future__ import annotations
 import ipaddress
 import os
 import stat
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
+
+import tomllib
 
 from .errors import ConfigError, InvalidInput
 from .identity import parse_public_key

@@ -125,6 +125,7 @@ def new_identity(principal: str) -> Identity:
 def load_identity(path: str | Path) -> Identity:
     """Read a key file written by :meth:`Identity.save`; one-line errors."""
     import stat
+
     import tomllib
 
     path = Path(path).expanduser()

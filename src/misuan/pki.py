@@ -20,9 +20,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from ._fs import atomic_write
 from .config import PartySpec
 from .errors import ConfigError
-from ._fs import atomic_write
 
 VALID_DAYS = 825
 

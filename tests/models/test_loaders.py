@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.models.tinymodels import make_llama, reference_logits, save_hf, write_gguf
 
 from misuan.errors import InvalidInput
 from misuan.models import PlainLlama, load_model
 from misuan.models.gguf_loader import permute_qk, unpermute_qk
+from tests.models.tinymodels import make_llama, reference_logits, save_hf, write_gguf
 
 F32_TOL = 1e-4
 

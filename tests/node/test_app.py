@@ -3,8 +3,8 @@
 import pytest
 from fastapi.testclient import TestClient
 
-from misuan.cluster.init import init_cluster
 from misuan.client.transport import SignRequests
+from misuan.cluster.init import init_cluster
 from misuan.config import load_node
 from misuan.identity import load_identity, new_identity
 from misuan.node.app import create_app

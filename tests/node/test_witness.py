@@ -7,13 +7,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from misuan.audit_heads import SignedHead
+from misuan.client.transport import SignRequests
 from misuan.cluster.init import init_cluster
 from misuan.config import load_node
 from misuan.errors import IntegrityError
+from misuan.identity import load_identity
 from misuan.node.app import create_app
 from misuan.node.audit_verify import verify_cluster
-from misuan.client.transport import SignRequests
-from misuan.identity import load_identity
 from misuan.node.service import NodeService
 
 

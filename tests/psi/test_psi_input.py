@@ -8,13 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.psi.psi_helpers import read_csv, write_csv
 
 from misuan.errors import InvalidInput
 from misuan.psi import _output
 from misuan.psi._prepare import DROPPED_DUPLICATE, EMPTY_KEY, prepare_input
 from misuan.psi._snapshot import snapshot_input
 from misuan.psi.spec import MATCH_COLUMN, PsiSpec
+from tests.psi.psi_helpers import read_csv, write_csv
 
 SECRET = "s3cr3t-customer-4711"
 

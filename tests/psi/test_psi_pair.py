@@ -10,10 +10,10 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.psi.psi_helpers import read_csv, reference_key, write_csv
 
 from misuan.psi.local import run_local_pair
 from misuan.psi.spec import MATCH_COLUMN, KeyNormalization, LinkTls, PsiSpec
+from tests.psi.psi_helpers import read_csv, reference_key, write_csv
 
 pytestmark = pytest.mark.cluster
 

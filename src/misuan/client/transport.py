@@ -12,22 +12,8 @@ from ..audit_heads import RECEIPT_HEADER
 from ..config import CLIENT_KEEP_ALIVE_S, ClusterConfig, PartySpec
 from ..identity import BODY_HEADER, Identity
 
-_BY_NAME = {
-    cls.__name__: cls
-    for cls in (
-        E.InvalidInput,
-        E.AuthError,
-        E.PermissionDenied,
-        E.NotFound,
-        E.Conflict,
-        E.IntegrityError,
-        E.ComputeError,
-        E.ConfigError,
-    )
-}
 #: the only routes a node answers without an audit receipt
 _NO_RECEIPT = ("/v1/health", "/v1/audit/head")
-_BY_STATUS = {401: E.AuthError, 403: E.PermissionDenied, 404: E.NotFound, 409: E.Conflict, 422: E.InvalidInput}
 
 
 def _chunks(parts, step: int = 4 << 20):
@@ -146,7 +132,7 @@ class NodeClient:
             err = E.NodeTimeout(f"node {peer} stopped answering on the SPU link (reported by {self.name})", party=peer, url=None)
             err.reported_by = self.party.rank  # type: ignore[attr-defined]
             raise err
-        cls = _BY_NAME.get(kind) or _BY_STATUS.get(resp.status_code, E.NodeError)
+        cls = E.from_wire(kind, E.HTTP_ERRORS.get(resp.status_code, E.NodeError))
         text = f"{self.name}: {message or resp.reason_phrase or resp.status_code}"
         if issubclass(cls, E.NodeError):
             raise cls(text, party=self.party.rank, url=self.party.control_url)

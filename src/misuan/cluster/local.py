@@ -24,8 +24,8 @@ import tomllib
 from .. import errors as E
 from ..client.client import Client
 from ..client.transport import NodeClient
-from ..identity import Identity
 from ..config import ClusterConfig, Timeouts, is_loopback, load_cluster
+from ..identity import Identity
 from .init import LINK_PORTS_PER_NODE, find_port_block, init_cluster, port_free, write_toml
 
 START_TIMEOUT_S = 90.0

@@ -86,8 +86,8 @@ def verify_model(client: Client, name: str, path: str | Path, version: int | Non
     """
     import secrets
 
-    from .protocol import VERIFY, probe
     from ..models.loader import load_model
+    from .protocol import VERIFY, probe
     from .publish import hosted_tensors
 
     cfg, params, _ = load_model(path)

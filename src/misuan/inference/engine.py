@@ -28,7 +28,7 @@ from typing import Iterator
 
 from .. import errors as E
 from ..client.client import Client
-from ..client.runtime import ModelRuntime, RuntimeRequest
+from ..client.runtime import ModelRuntime
 from ..models.config import LlamaConfig
 from ..models.sampling import MAX_TEMPERATURE, MIN_TEMPERATURE, check_seed
 from ..models.tokenizer import StreamDecoder, Tokenizer

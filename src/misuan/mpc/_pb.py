@@ -17,7 +17,6 @@ from __future__ import annotations
 
 from ..errors import InvalidInput
 
-
 _MAX_FIELD = (1 << 29) - 1
 _MAX_LEN = (1 << 31) - 1
 

@@ -17,9 +17,10 @@ from starlette.concurrency import run_in_threadpool
 from ..errors import AuthError, InvalidInput, MisuanError
 from ..identity import BODY_HEADER, SCHEME
 from . import auth
+from . import schemas as S
 from .auth import BodyHash
 from .models import check_model_name
-from . import schemas as S
+from .reveal import reveal_declared_output
 from .service import NodeService
 from .witness import ReceiptMiddleware
 
@@ -156,7 +157,7 @@ def create_app(service: NodeService) -> FastAPI:
 
     @app.get("/v1/sessions/{sid}/vars/{name}")
     def get_var(sid: str, name: str, who: str = Depends(principal)):
-        data = sm.get_var(sm.get(sid, who), name)
+        data = reveal_declared_output(sm, sm.get(sid, who), name, who)
         return Response(content=data, media_type="application/octet-stream")
 
     @app.post("/v1/sessions/{sid}/run", response_model=S.RunResult)

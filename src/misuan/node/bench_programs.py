@@ -14,7 +14,6 @@ from ..errors import InvalidInput
 from ..mpc.compile import compile_program
 from .programs import REQ, NodeProgram, _llama_config, request_var, resident_weights, weight_var
 
-
 PARAM_KEYS: dict[str, frozenset[str]] = {"bench.store_hf": frozenset(), "bench.puma": frozenset({"T"})}
 #: request inputs a client uploads to the benchmark programs
 CLIENT_INPUTS: tuple[str, ...] = ("x",)

@@ -25,6 +25,7 @@ from . import programs as P
 from . import request_state as RS
 from .audit import AuditLog
 from .models import ModelRegistry
+from .reveal import reveal_declared_output
 from .sessions import Session, SessionManager, check_session_id
 
 REQUEST_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
@@ -42,8 +43,6 @@ class Runtime:
     load_seconds: float = 0.0
     #: request id -> principal
     requests: dict[str, str] = field(default_factory=dict)
-    #: (request, short output name) the requester may read
-    readable: set[tuple[str, str]] = field(default_factory=set)
     #: request id -> where its variables came from, generation step and settings
     states: dict[str, RS.RequestState] = field(default_factory=dict)
 
@@ -270,7 +269,7 @@ class ModelRuntimes:
         if not P.client_may_upload(var):
             raise InvalidInput(f"{var!r} is not an input a client may upload (noise, masks, tokens and caches are made by the nodes)")
         self._request(rt, principal, request, create=True)
-        self.sessions.set_var(rt.session, P.request_var(request, var), data, readable=False)
+        self.sessions.set_var(rt.session, P.request_var(request, var), data)
         self.audit.append("model.request.put", asset=f"{name}@{version}", requester=principal, bytes_in=len(data),
                           detail={"request": request, "var": var})
         rt.states.setdefault(request, RS.RequestState()).origin[var] = "client"
@@ -304,7 +303,7 @@ class ModelRuntimes:
             raise InvalidInput(f"{program}: request inputs failed the check {np_.check!r} (each prompt row must be one token); request dropped")
         RS.after_run(program, state, params, sampling, step)
         for out in np_.revealable:
-            rt.readable.add((request, out))
+            rt.session.readable.add(P.request_var(request, out))  # declared: reveal.py may return it
         self.audit.append(f"model.run.{program}", asset=f"{name}@{version}", requester=principal, detail=detail)
         return res
 
@@ -335,23 +334,19 @@ class ModelRuntimes:
     def get_output(self, principal: str, name: str, version: int, rid: str, request: str, var: str) -> bytes:
         self._allowed(principal, name)
         rt = self._get(name, version, rid)
-        self._request(rt, principal, request)
-        if (request, var) not in rt.readable:
-            raise NotFound("unknown variable")
-        data = self.sessions.get_var(rt.session, P.request_var(request, var), force=True)
-        self.audit.append("model.request.get", asset=f"{name}@{version}", requester=principal, bytes_out=len(data),
-                          detail={"request": request, "var": var})
-        return data
+        self._request(rt, principal, request)  # the requester's own request only
+        return reveal_declared_output(self.sessions, rt.session, P.request_var(request, var), principal)
 
     def end_request(self, principal: str, name: str, version: int, rid: str, request: str) -> None:
         self._allowed(principal, name)
         rt = self._get(name, version, rid)
         self._request(rt, principal, request)
         self.sessions.call(rt.session, {"op": "del_prefix", "prefix": P.request_var(request, "")}, timeout=60)
-        rt.session.held = {n for n in rt.session.held if not n.startswith(P.request_var(request, ""))}
+        prefix = P.request_var(request, "")
+        rt.session.held = {n for n in rt.session.held if not n.startswith(prefix)}
+        rt.session.readable = {n for n in rt.session.readable if not n.startswith(prefix)}
         rt.requests.pop(request, None)
         rt.states.pop(request, None)
-        rt.readable = {x for x in rt.readable if x[0] != request}
 
     # ------------------------------------------------------------ upkeep
 

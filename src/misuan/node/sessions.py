@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..config import NodeConfig
-from ..errors import ComputeError, Conflict, IntegrityError, InvalidInput, MisuanError, NotFound
+from ..errors import ComputeError, Conflict, InvalidInput, MisuanError, NotFound, from_wire
 from . import _ipc
 from .audit import AuditLog
 from .db import Database
@@ -52,7 +52,6 @@ def check_client_var_name(name: str) -> str:
     return name
 
 
-_ERRORS = {cls.__name__: cls for cls in (ComputeError, Conflict, IntegrityError, InvalidInput, NotFound)}
 
 
 class WorkerHandle:
@@ -94,7 +93,7 @@ class WorkerHandle:
         if not reply.get("ok"):
             if reply.get("fatal"):
                 self.kill()
-            cls = _ERRORS.get(reply.get("error"), ComputeError)
+            cls = from_wire(reply.get("error"), ComputeError)
             err = cls(reply.get("message", "worker error"))
             err.peer = reply.get("peer")  # type: ignore[attr-defined]
             raise err
@@ -388,13 +387,14 @@ class SessionManager:
         self._require_linked(sess)
         self._call(sess, {"op": "ping", "nonce": nonce}, timeout=self._op_timeout())
 
-    def set_var(self, sess: Session, name: str, data: bytes, readable: bool = True) -> None:
+    def set_var(self, sess: Session, name: str, data: bytes) -> None:
+        """Store a share; in a client's own session the client may read it back."""
         (check_var_name if sess.internal else check_client_var_name)(name)
         self._require_linked(sess)
         self._call(sess, {"op": "set_var", "name": name}, data, timeout=self._op_timeout())
         sess.bytes_in += len(data)
         sess.held.add(name)
-        if readable:
+        if not sess.internal:
             sess.readable.add(name)
         if not sess.internal:
             self.audit.append("session.var.put", asset=sess.kind, requester=sess.principal, bytes_in=len(data),
@@ -418,17 +418,15 @@ class SessionManager:
         reply, _ = self._call(sess, {"op": "reveal_flag", "name": name}, timeout=self._op_timeout())
         return bool(reply["value"])
 
-    def get_var(self, sess: Session, name: str, force: bool = False) -> bytes:
-        """A share the session may reveal (``force``: the caller checked it)."""
+    def unsafe_read_share(self, sess: Session, name: str) -> bytes:
+        """This node's share of ``name``, unchecked: for :mod:`.reveal` only, which
+        returns it only when the session declares ``name`` readable."""
         (check_var_name if sess.internal else check_client_var_name)(name)
         self._require_linked(sess)
-        if name not in sess.readable and not (force and name in sess.held):
+        if name not in sess.held:
             raise NotFound("unknown variable")
         _, data = self._call(sess, {"op": "get_var", "name": name}, timeout=self._op_timeout())
         sess.bytes_out += len(data)
-        if not sess.internal:
-            self.audit.append("session.var.get", asset=sess.kind, requester=sess.principal, bytes_out=len(data),
-                              detail={"session": sess.id, "var": name})
         return data
 
     def run(self, sess: Session, program: bytes, sha256: str, *, request: str | None = None) -> dict:

@@ -43,10 +43,11 @@ class _Worker:
     # ------------------------------------------------------------ commands
 
     def op_link(self, h: dict, _p: bytes):
+        from spu import api as spu_api
+
         from ..config import MpcSettings
         from ..mpc.link import LinkSpec, LinkTLS, open_link
         from ..mpc.runtime import runtime_config
-        from spu import api as spu_api
 
         tls = h.get("tls")
         spec = LinkSpec(
@@ -123,9 +124,8 @@ class _Worker:
         total = 0
         from spu import libspu
 
-        from ..mpc import _aby3
-
         from ..errors import IntegrityError
+        from ..mpc import _aby3
 
         for item in h["items"]:
             try:

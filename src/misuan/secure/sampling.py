@@ -28,7 +28,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-
 # argmax_onehot: levels of at most this many entries play in groups of 4 (one comparison
 # op for the 6 pairs of each group) instead of pairs: half the comparison rounds there,
 # for 3x the compared elements (cheap on small levels). SmolLM2's 49,152 logits: 4
