@@ -253,3 +253,37 @@ def test_publishing_reveals_nothing_about_others_models(model, cluster3, tmp_pat
     with pytest.raises(misuan.NotFound) as b:
         eve.nodes[0].show_model("vendor/no-such-model")
     assert str(a.value).replace("guarded", "X") == str(b.value).replace("no-such-model", "X")
+
+
+def test_malformed_upload_is_refused_before_it_can_fail_the_shared_runtime(model):
+    """A share of the wrong shape, dtype or visibility would make SPU fail inside the
+    run, which fails the runtime for every user: the node refuses it first."""
+    from spu import api as spu_api
+    from spu import libspu
+
+    from misuan.mpc.shares import encode_share
+    from misuan.secure.onehot import token_digits
+
+    name, _vendor, alice, mallory = model
+    rid = _runtime_id(mallory, name)
+    rt = ModelRuntime.ensure(mallory, name)
+    V = mallory.model(name).config.vocab_size
+    hi, lo = token_digits([1, 2], 16, V)
+    io = spu_api.Io(3, libspu.RuntimeConfig(protocol=libspu.ProtocolKind.ABY3, field=libspu.FieldType.FM64))
+    public = io.make_shares(hi, libspu.Visibility.VIS_PUBLIC)
+
+    bad_uploads = {
+        "shape": lambda r: r.put("hi", np.zeros((3, 3), np.int32)),
+        "dtype": lambda r: r.put("hi", hi.astype(np.float32)),
+        "public": lambda r: mallory.fanout(lambda i: mallory.nodes[i].runtime_put(
+            rt.name, rt.version, rt.runtime_id, r.id, "hi", encode_share(public[i]))),
+    }
+    for _kind, upload in bad_uploads.items():
+        req = rt.request()
+        upload(req)
+        req.put("lo", lo)
+        with pytest.raises(misuan.InvalidInput, match="must be a secret int32 share"):
+            req.run("llama.prefill", {"T": 16, "S": 64}, {"seed": 0, "temperature": 0.0})
+        req.end()
+    assert _runtime_id(alice, name) == rid  # the shared runtime survived every attempt
+    assert "".join(alice.chat(name, MSGS, max_tokens=2)) is not None

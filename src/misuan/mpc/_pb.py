@@ -87,6 +87,18 @@ def value_meta(meta: bytes) -> tuple[tuple[int, ...], int, str]:
     return shape, visibility, storage
 
 
+#: SPU's DataType codes of the dtypes misuan programs take
+DTYPE_CODES = {"float32": 11, "int32": 6, "int64": 8, "float64": 12, "bool": 1}
+
+
+def value_dtype(meta: bytes) -> int:
+    """The ``data_type`` code of a ValueMetaProto (0 when absent)."""
+    for num, value in fields(meta):
+        if num == 1 and isinstance(value, int):
+            return value
+    return 0
+
+
 def executable_names(data: bytes) -> tuple[tuple[str, ...], tuple[str, ...], bool]:
     """(input names, output names, has code) of an ExecutableProto
     (fields: 1 name, 2 input_names, 4 output_names, 6 code — spu 0.9.5)."""

@@ -34,7 +34,10 @@ from pathlib import Path
 #: brpc's own limit for a TLS handshake (gflag ssl_handshake_timeout_ms = 5000).
 HELLO_TIMEOUT_S = 5.0
 #: connections still owing their first bytes; more are reset at once (scanner floods).
-MAX_PENDING = 64
+MAX_PENDING = 256
+#: ... and from any one source address: one host holding idle connections open cannot
+#: starve the peers' (each peer opens a handful, answered within milliseconds).
+MAX_PENDING_PER_SOURCE = 8
 _HEADER = 6
 _BUF = 1 << 18
 _PREFIX = "misuan-link-"
@@ -115,6 +118,7 @@ class TlsGate:
         self.backend = f"unix:{self._path}"
         self._closed = threading.Event()
         self._pending = threading.BoundedSemaphore(MAX_PENDING)
+        self._per_source: dict[str, int] = {}
         self._conns: set[socket.socket] = set()
         self._lock = threading.Lock()
         try:
@@ -154,21 +158,37 @@ class TlsGate:
     def _accept_loop(self) -> None:
         while not self._closed.is_set():
             try:
-                conn, _ = self._listener.accept()
+                conn, addr = self._listener.accept()
             except OSError:
                 if self._closed.is_set():
                     return
                 continue
-            if not self._pending.acquire(blocking=False):
+            source = addr[0] if isinstance(addr, tuple) else ""
+            with self._lock:
+                crowded = self._per_source.get(source, 0) >= MAX_PENDING_PER_SOURCE
+                if not crowded:
+                    self._per_source[source] = self._per_source.get(source, 0) + 1
+            if crowded or not self._pending.acquire(blocking=False):
+                if not crowded:
+                    self._release_source(source)
                 _reset(conn)
                 continue
-            threading.Thread(target=self._serve, args=(conn,), name="misuan-tls-gate-conn", daemon=True).start()
+            threading.Thread(target=self._serve, args=(conn, source), name="misuan-tls-gate-conn", daemon=True).start()
 
-    def _serve(self, conn: socket.socket) -> None:
+    def _release_source(self, source: str) -> None:
+        with self._lock:
+            left = self._per_source.get(source, 1) - 1
+            if left > 0:
+                self._per_source[source] = left
+            else:
+                self._per_source.pop(source, None)
+
+    def _serve(self, conn: socket.socket, source: str = "") -> None:
         try:
             hello = is_tls_hello(_peek_header(conn))
         finally:
             self._pending.release()
+            self._release_source(source)
         if not hello:
             _reset(conn)
             return

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import threading
 import time
 
@@ -33,6 +34,8 @@ from .audit import AuditLog
 from .db import Database
 
 __all__ = ["ADMIN", "Authenticator", "BodyHash"]
+
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
 class BodyHash:
@@ -72,7 +75,7 @@ class Authenticator:
 
         The caller then checks the body against ``declared_sha256``."""
         req = parse_authorization(authorization)
-        if not declared_sha256 or len(declared_sha256) != 64:
+        if not _HEX64.match(declared_sha256 or ""):
             raise AuthError("missing or malformed request signature")
         now = time.time()
         if abs(now - req.ts) > MAX_SKEW_S:

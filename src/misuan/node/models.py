@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass
 
 from ..errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from ..identity import ADMIN
 from ..mpc import _aby3, _pb
 from .audit import AuditLog
 from .db import Database
@@ -32,7 +33,6 @@ FULL_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,63}/[a-z0-9][a-z0-9._-]{0,63}$")
 TENSOR_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 KINDS = ("llama",)
 VIS_SECRET = 1  # spu Visibility.VIS_SECRET
-ADMIN = "admin"
 
 
 def check_model_name(name: str) -> str:

@@ -42,6 +42,9 @@ class NodeProgram:
     node_inputs: tuple[tuple[str, tuple[int, ...]], ...] = ()
     #: an output the nodes reveal among themselves; the run is refused unless it is true
     check: str | None = None
+    #: (short name, shape, dtype) of each client input: an upload that does not match
+    #: is refused before the run (a malformed share would fail the runtime for everyone)
+    client_specs: tuple[tuple[str, tuple[int, ...], str], ...] = ()
 
     @property
     def carried_inputs(self) -> tuple[str, ...]:
@@ -63,14 +66,15 @@ def request_var(request: str, name: str) -> str:
 
 
 _LAYER_TENSOR = re.compile(r"layers\.(\d+)\.(.+)")
-def client_may_upload(var: str) -> bool:
+def client_may_upload(var: str, bench: bool = False) -> bool:
     """Whether ``var`` names a request input a client may upload to some program (the
-    prompt's digits, a benchmark's input). Noise, temperature, masks, RoPE rows,
-    ``verify``'s probes, tokens and caches are never among them."""
+    prompt's digits; a benchmark's input on a node with benchmarks on). Noise,
+    temperature, masks, RoPE rows, ``verify``'s probes, tokens and caches are never
+    among them."""
     from ..secure.engine import CLIENT_INPUTS
     from .bench_programs import CLIENT_INPUTS as BENCH_INPUTS
 
-    return var in CLIENT_INPUTS or var in BENCH_INPUTS
+    return var in CLIENT_INPUTS or (bench and var in BENCH_INPUTS)
 
 
 def is_stacked(config: dict) -> bool:
@@ -208,6 +212,7 @@ def _from_spec(name: str, spec, cfg, *, weights: list[str] | None = None, weight
         client_inputs=tuple(i.name for i in spec.inputs if i.source == "client"),
         node_inputs=tuple((i.name, i.shape) for i in spec.inputs if i.source == "node"),
         check=spec.check,
+        client_specs=tuple((i.name, tuple(i.shape), i.dtype) for i in spec.inputs if i.source == "client"),
     )
 
 

@@ -32,6 +32,8 @@ PREFILL, DECODE = "llama.prefill", "llama.decode"
 class RequestState:
     #: short variable name -> "client" (uploaded) or "node" (a run's output)
     origin: dict[str, str] = field(default_factory=dict)
+    #: uploaded variable -> (dtype code, shape, visibility, storage) read from its share frame
+    uploads: dict[str, tuple[int, tuple[int, ...], int, str]] = field(default_factory=dict)
     #: set by a prefill whose check passed
     T: int | None = None
     S: int | None = None
@@ -65,12 +67,39 @@ def split_params(program: str, params: dict) -> tuple[dict, dict]:
     return compile_params, sampling
 
 
-def check_sources(prog, state: RequestState) -> None:
-    """Every client input was uploaded by the requester; every carried one was written
-    by an earlier run of this request (not overwritten by an upload since)."""
+def upload_meta(frame: bytes) -> tuple[int, tuple[int, ...], int, str]:
+    """(dtype code, shape, visibility, storage) of an uploaded share frame (misuan's
+    ``MSH1``/``MSC1`` framing: magic, u32 meta length, ValueMetaProto, data)."""
+    from ..mpc import _aby3, _pb
+
+    if len(frame) < 8 or frame[:4] not in (b"MSH1", _aby3.COMPRESSED):
+        raise InvalidInput("upload is not a misuan share frame")
+    mlen = int.from_bytes(frame[4:8], "little")
+    if mlen > 4000 or len(frame) < 8 + mlen:
+        raise InvalidInput("share frame header too large or truncated")
+    meta = bytes(frame[8 : 8 + mlen])
+    try:
+        shape, visibility, storage = _pb.value_meta(meta)
+        return _pb.value_dtype(meta), shape, visibility, storage
+    except InvalidInput:
+        raise InvalidInput("share frame carries no valid meta") from None
+
+
+def check_sources(prog, state: RequestState, storage: str) -> None:
+    """Every client input was uploaded by the requester as a secret share of the
+    declared dtype and shape (anything else would fail the run inside SPU, which fails
+    the runtime for every user); every carried one was written by an earlier run of
+    this request (not overwritten by an upload since)."""
+    from ..mpc._pb import DTYPE_CODES
+
     for name in prog.client_inputs:
         if state.origin.get(name) != "client":
             raise InvalidInput(f"request input {name!r} is missing")
+    for name, shape, dtype in prog.client_specs:
+        got = state.uploads.get(name)
+        want = (DTYPE_CODES.get(dtype, -1), tuple(shape), 1, storage)  # 1: VIS_SECRET
+        if got != want:
+            raise InvalidInput(f"request input {name!r} must be a secret {dtype} share of shape {tuple(shape)}")
     for name in prog.carried_inputs:
         if state.origin.get(name) != "node":
             raise InvalidInput(f"request input {name!r} must come from an earlier step of this request (run {PREFILL} first)")

@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass, field
 
 from ..config import NodeConfig
-from ..errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from ..errors import Conflict, InvalidInput, MisuanError, NotFound, PermissionDenied
 from . import programs as P
 from . import request_state as RS
 from .audit import AuditLog
@@ -207,7 +207,9 @@ class ModelRuntimes:
         return any(rt.id == rid and rt.session.state not in ("closed", "failed") for rt in list(self._rt.values()))
 
     def _peers_hold(self, rid: str) -> list[bool]:
-        """Ask every peer whether it still holds runtime ``rid`` (unreachable: no)."""
+        """Ask every peer whether it still holds runtime ``rid``. Only an explicit "no"
+        counts: a peer that does not answer (busy, or down for now) could not join a
+        new runtime either, and a grantee must not be able to drop a live one on a blip."""
         import ssl
 
         import httpx
@@ -221,9 +223,9 @@ class ModelRuntimes:
             try:
                 with httpx.Client(verify=verify, timeout=cl.timeouts.http_connect_s) as http:
                     r = http.get(f"{party.control_url}/v1/runtimes/{rid}/alive")
-                out.append(r.status_code == 200 and r.json().get("alive") is True)
+                out.append(not (r.status_code == 200 and r.json().get("alive") is False))
             except (httpx.HTTPError, ValueError):
-                out.append(False)
+                out.append(True)
         return out
 
     def _reserve_grace_s(self) -> float:
@@ -266,13 +268,17 @@ class ModelRuntimes:
             raise Conflict(f"runtime is {rt.state}")
         if not re.match(r"^[A-Za-z0-9_]{1,64}$", var):
             raise InvalidInput("invalid variable name")
-        if not P.client_may_upload(var):
+        if not P.client_may_upload(var, self.cfg.bench):
             raise InvalidInput(f"{var!r} is not an input a client may upload (noise, masks, tokens and caches are made by the nodes)")
+        if rt.requests.get(request, principal) != principal:
+            raise NotFound("unknown request")  # another principal's request: nothing about it, not even frame errors
+        meta = RS.upload_meta(data)
         self._request(rt, principal, request, create=True)
         self.sessions.set_var(rt.session, P.request_var(request, var), data)
         self.audit.append("model.request.put", asset=f"{name}@{version}", requester=principal, bytes_in=len(data),
                           detail={"request": request, "var": var})
-        rt.states.setdefault(request, RS.RequestState()).origin[var] = "client"
+        state = rt.states.setdefault(request, RS.RequestState())
+        state.origin[var], state.uploads[var] = "client", meta
 
     def run(self, principal: str, name: str, version: int, rid: str, request: str, program: str, params: dict) -> dict:
         self._allowed(principal, name)
@@ -281,19 +287,23 @@ class ModelRuntimes:
             raise Conflict(f"runtime is {rt.state}")
         params, sampling = RS.split_params(program, params)
         np_ = self._program(name, version, program, params)
+        if np_.who == "owner" and self.registry._owner(name) != principal:
+            raise PermissionDenied(f"only the owner of {name!r} may run {program!r}")
         self._request(rt, principal, request, create=not np_.client_inputs and not np_.carried_inputs)
-        if np_.who == "owner":
-            if self.registry._owner(name) != principal:
-                raise PermissionDenied(f"only the owner of {name!r} may run {program!r}")
         state = rt.states.setdefault(request, RS.RequestState())
-        RS.check_sources(np_, state)
+        RS.check_sources(np_, state, self.registry.storage_type)
         cfg = P._llama_config(self.registry.config(name, version)) if np_.node_inputs else None
         values, step = RS.node_values(program, np_, state, params, sampling, cfg)
         for var, value in values.items():
             self.sessions.set_public(rt.session, P.request_var(request, var), value)
         if np_.who == "owner":
             self._limit_owner_runs(principal, name, program)
-        res = self.sessions.run(rt.session, np_.program.executable, np_.program.sha256, request=request)
+        try:
+            res = self.sessions.run(rt.session, np_.program.executable, np_.program.sha256, request=request)
+        except MisuanError as exc:
+            self.audit.append(f"model.run.{program}", asset=f"{name}@{version}", requester=principal, status="failed",
+                              detail={"request": request, "error": type(exc).__name__})
+            raise
         for out in res["outputs"]:
             state.origin[out.rsplit(":", 1)[-1]] = "node"
         detail = {"request": request, "send_bytes": res.get("send_bytes", 0), "seconds": round(res["seconds"], 3)}
@@ -347,6 +357,7 @@ class ModelRuntimes:
         rt.session.readable = {n for n in rt.session.readable if not n.startswith(prefix)}
         rt.requests.pop(request, None)
         rt.states.pop(request, None)
+        self.audit.append("model.request.end", asset=f"{name}@{version}", requester=principal, detail={"request": request})
 
     # ------------------------------------------------------------ upkeep
 

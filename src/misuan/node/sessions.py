@@ -396,7 +396,6 @@ class SessionManager:
         sess.held.add(name)
         if not sess.internal:
             sess.readable.add(name)
-        if not sess.internal:
             self.audit.append("session.var.put", asset=sess.kind, requester=sess.principal, bytes_in=len(data),
                               detail={"session": sess.id, "var": name})
 
@@ -467,6 +466,11 @@ class SessionManager:
         sess.state = "running"
         try:
             reply, _ = self._call(sess, header, program, timeout=None)
+        except MisuanError as exc:
+            if request is None:  # a node program's failure is audited by its caller
+                self.audit.append("session.run", asset=sess.kind, requester=sess.principal, status="failed",
+                                  detail={"session": sess.id, "program": sha256, "error": type(exc).__name__})
+            raise
         finally:
             if sess.state == "running":
                 sess.state = "linked"
