@@ -136,7 +136,7 @@ def test_no_api_returns_a_stored_share(client3, hosted, tiny_dir):
         node.run(rt.runtime_id, b"x", "0" * 64)
     # and a generic session holds nothing but what its client put there
     with client3.session() as s:
-        with pytest.raises(misuan.InvalidInput, match="reserved"):  # the node's namespace, not a client's
+        with pytest.raises(misuan.NotFound):  # nothing declared readable by that name (w: is the node's namespace)
             s.get("w:embed")
     # the only binary-returning routes are session variables and declared request outputs
     from misuan.node.app import create_app
