@@ -37,6 +37,15 @@ TIMEOUTS = dataclasses.replace(FAST, audit_peer_s=0.5)
 _COLS = "seq, ts, op, asset, requester, bytes_in, bytes_out, status, detail"
 
 
+def _last_op(db: Path) -> int:
+    """Seq of a node's last row that is not a peer-head record."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return conn.execute("SELECT MAX(seq) FROM audit WHERE op != 'audit.peer_head'").fetchone()[0] or 0
+    finally:
+        conn.close()
+
+
 def _peer_heads_of(db: Path, party: str) -> list[int]:
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
@@ -63,9 +72,17 @@ def recorded(tmp_path_factory):
         while not seen and time.monotonic() < deadline:
             time.sleep(0.25)
             seen = all(max(_peer_heads_of(d / f"node{r}" / "state.db", "node0"), default=0) >= last for r in (1, 2))
-        idle = [len(_peer_heads_of(d / f"node{r}" / "state.db", f"node{q}")) for r in range(3) for q in range(3) if q != r]
+        # every node has caught up with every peer's last operation (e.g. the session closes
+        # on nodes 1 and 2 that came after node 0's head): only then is the cluster idle
+        pairs = [(r, q) for r in range(3) for q in range(3) if q != r]
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not all(
+            max(_peer_heads_of(d / f"node{r}" / "state.db", f"node{q}"), default=0) >= _last_op(d / f"node{q}" / "state.db") for r, q in pairs
+        ):
+            time.sleep(0.25)
+        idle = [len(_peer_heads_of(d / f"node{r}" / "state.db", f"node{q}")) for r, q in pairs]
         time.sleep(2.0)  # 4 rounds with nothing new: no node may record anything
-        idle_after = [len(_peer_heads_of(d / f"node{r}" / "state.db", f"node{q}")) for r in range(3) for q in range(3) if q != r]
+        idle_after = [len(_peer_heads_of(d / f"node{r}" / "state.db", f"node{q}")) for r, q in pairs]
     return {"dir": d, "last": last, "seen": seen, "idle": (idle, idle_after)}
 
 
