@@ -207,18 +207,25 @@ class DatasetRegistry:
         out += [{**self._public(Dataset(o, n, Path(p), s, z)), "access": "receive" if r else "use"} for o, n, p, s, z, r in shared]
         return out
 
-    def show(self, who: str, name: str, owner: str | None = None) -> dict:
-        owner = owner or who
+    def _usable(self, who: str, owner: str, name: str) -> tuple[Dataset, bool | None]:
+        """Dataset ``owner/name`` if ``who`` owns it (grant None) or was granted it (grant:
+        may receive its rows); unknown and forbidden answer alike."""
         check_dataset_name(name)
         ds = self._row(owner, name)
         if ds is None:
             raise NotFound(UNKNOWN_DATASET)
         if owner == who:
-            grants = self.db.query("SELECT principal, receive FROM dataset_grants WHERE owner=? AND name=? ORDER BY principal", (who, name))
-            return {**self._public(ds), "access": "owner", "path": str(ds.path), "grants": [{"to": p, "receive": bool(r)} for p, r in grants]}
+            return ds, None
         grant = self._grant_of(owner, name, who)
         if grant is None:
             raise NotFound(UNKNOWN_DATASET)
+        return ds, grant
+
+    def show(self, who: str, name: str, owner: str | None = None) -> dict:
+        ds, grant = self._usable(who, owner or who, name)
+        if grant is None:
+            grants = self.db.query("SELECT principal, receive FROM dataset_grants WHERE owner=? AND name=? ORDER BY principal", (who, name))
+            return {**self._public(ds), "access": "owner", "path": str(ds.path), "grants": [{"to": p, "receive": bool(r)} for p, r in grants]}
         return {**self._public(ds), "access": "receive" if grant else "use"}
 
     def resolve(self, who: str, ref: str) -> tuple[Dataset, bool]:
@@ -226,17 +233,8 @@ class DatasetRegistry:
         if not isinstance(ref, str) or "\0" in ref:
             raise InvalidInput("a dataset is named 'name' or 'owner/name'")
         owner, _, name = ref.rpartition("/")
-        owner = owner or who
-        check_dataset_name(name)
-        ds = self._row(owner, name)
-        if ds is None:
-            raise NotFound(UNKNOWN_DATASET)
-        if owner == who:
-            return ds, True
-        grant = self._grant_of(owner, name, who)
-        if grant is None:
-            raise NotFound(UNKNOWN_DATASET)
-        return ds, grant
+        ds, grant = self._usable(who, owner or who, name)
+        return ds, True if grant is None else grant
 
     @staticmethod
     def check_unchanged(ds: Dataset) -> None:
