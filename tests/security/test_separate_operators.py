@@ -108,3 +108,27 @@ def test_operators_on_separate_hosts_share_only_certificates(tmp_path):
                 p.wait(15)
             except subprocess.TimeoutExpired:
                 p.kill()
+
+
+def test_principal_routes_are_the_admins_and_scoped(cluster3):
+    """The registry routes as an attacker: a registered principal cannot register or
+    revoke anyone else, sees only itself, and malformed registrations are 4xx."""
+    dave = client_as(cluster3, "dave18")
+    victim = client_as(cluster3, "erin18")
+    for rank in range(3):
+        node = dave.nodes[rank]
+        with pytest.raises(misuan.PermissionDenied):
+            node.register_principal("mallet18", new_identity("mallet18").public_key)
+        with pytest.raises(misuan.PermissionDenied):
+            node.revoke_principal("erin18")
+        assert [p["principal"] for p in node.principals()] == ["dave18"]
+        assert node.whoami() == {"principal": "dave18", "party": cluster3.config.party(rank).id}
+    assert victim.nodes[0].whoami()["principal"] == "erin18"  # untouched
+    admin = cluster3.client()
+    for body in ({"principal": "Bad Name", "public_key": new_identity("x").public_key},
+                 {"principal": "okname", "public_key": "ed25519:short"},
+                 {"principal": "okname", "public_key": new_identity("x").public_key, "extra": 1}):
+        with pytest.raises(misuan.InvalidInput):
+            admin.nodes[0]._request("POST", "/v1/principals", json=body)
+    with pytest.raises(misuan.NotFound):
+        admin.nodes[0].revoke_principal("nobody18")
