@@ -70,18 +70,14 @@ def keys_of(rows: int) -> tuple[list[str], list[str]]:
 # --- misuan ----------------------------------------------------------------------------------
 
 
-def run_misuan(
-    protocol: str, a: Path, b: Path, work: Path, expected: int, curve: str | None = None
-) -> dict[str, Any]:
+def run_misuan(protocol: str, a: Path, b: Path, work: Path, expected: int, curve: str | None = None) -> dict[str, Any]:
     """One two-process misuan run; returns its measurements."""
     shutil.rmtree(work, ignore_errors=True)
     spec = PsiSpec(keys=("customer_id",), protocol=protocol)
     if curve is not None:
         spec = PsiSpec(keys=("customer_id",), protocol=protocol, ecdh_curve=curve)
     start = time.monotonic()
-    runs: tuple[PartyRun, ...] = run_local_pair(
-        spec, [a, b], [work / "out_a.csv", work / "out_b.csv"], work, timeout_s=900
-    )
+    runs: tuple[PartyRun, ...] = run_local_pair(spec, [a, b], [work / "out_a.csv", work / "out_b.csv"], work, timeout_s=900)
     wall = time.monotonic() - start
     results = []
     for run in runs:
@@ -121,18 +117,14 @@ def summarize(samples: list[dict[str, Any]]) -> dict[str, Any]:
     }
     if "engine_s" in samples[0]:
         summary["engine_s_median"] = median(s["engine_s"] for s in samples)
-        summary["stages_s_median"] = {
-            k: median(s["stages_s"][k] for s in samples) for k in samples[0]["stages_s"]
-        }
+        summary["stages_s_median"] = {k: median(s["stages_s"][k] for s in samples) for k in samples[0]["stages_s"]}
     return summary
 
 
 # --- bare spu.psi (the baseline misuan wraps) -------------------------------------------------
 
 
-def _bare_party(
-    rank: int, addresses: list[str], source: str, output: str, protocol: str, log: str, conn: Any
-) -> None:
+def _bare_party(rank: int, addresses: list[str], source: str, output: str, protocol: str, log: str, conn: Any) -> None:
     """spu.psi called directly on the user's CSV: default link settings, no misuan stages."""
     sink = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # libpsi logs to stdout/stderr
     os.dup2(sink, 1)
@@ -148,9 +140,7 @@ def _bare_party(
     ctx = link.create_brpc(desc, rank)
     protocols = {"rr22": psi.PsiProtocol.PROTOCOL_RR22, "kkrt": psi.PsiProtocol.PROTOCOL_KKRT}
     config = psi.PsiExecuteConfig(
-        protocol_conf=psi.PsiProtocolConfig(
-            protocol=protocols[protocol], receiver_rank=0, broadcast_result=True
-        ),
+        protocol_conf=psi.PsiProtocolConfig(protocol=protocols[protocol], receiver_rank=0, broadcast_result=True),
         input_params=psi.InputParams(path=source, selected_keys=["customer_id"], keys_unique=True),
         output_params=psi.OutputParams(path=output, disable_alignment=True),
     )
@@ -175,8 +165,13 @@ def run_bare(protocol: str, a: Path, b: Path, work: Path, expected: int) -> dict
         proc = ctx.Process(
             target=_bare_party,
             args=(
-                rank, addresses, str(source), str(work / f"out{rank}.csv"), protocol,
-                str(work / f"bare{rank}.log"), theirs,
+                rank,
+                addresses,
+                str(source),
+                str(work / f"out{rank}.csv"),
+                protocol,
+                str(work / f"bare{rank}.log"),
+                theirs,
             ),
         )
         proc.start()
@@ -328,10 +323,7 @@ def main() -> None:
 
         # 2. ECDH curves at --curves (why ECDH defaults to FourQ)
         ca, cb, c_expected = make_tables(scratch, args.curves)
-        curves = {
-            curve: run_misuan("ecdh", ca, cb, scratch / "run", c_expected, curve)["engine_s"]
-            for curve in ("fourq", "25519")
-        }
+        curves = {curve: run_misuan("ecdh", ca, cb, scratch / "run", c_expected, curve)["engine_s"] for curve in ("fourq", "25519")}
 
         # 3. large runs; RR22 interleaved with bare spu.psi on the same files
         la, lb, l_expected = make_tables(scratch, args.rows)
@@ -341,9 +333,7 @@ def main() -> None:
             misuan_rr22.append(run_misuan("rr22", la, lb, scratch / "run", l_expected))
         large = {"rr22": summarize(misuan_rr22)}
         for protocol in ("kkrt", "ecdh"):
-            large[protocol] = summarize(
-                [run_misuan(protocol, la, lb, scratch / "run", l_expected) for _ in range(args.repeat_other)]
-            )
+            large[protocol] = summarize([run_misuan(protocol, la, lb, scratch / "run", l_expected) for _ in range(args.repeat_other)])
         bare = summarize(bare_rr22)
     finally:
         if args.work is None:

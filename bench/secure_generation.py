@@ -33,7 +33,7 @@ import psutil
 PROMPTS = [
     "The capital of France is",
     "Water boils at a temperature of",
-    "def fibonacci(n):\n    \"\"\"Return the n-th Fibonacci number.\"\"\"\n",
+    'def fibonacci(n):\n    """Return the n-th Fibonacci number."""\n',
     "The three primary colors are",
     "Once upon a time, in a small village by the sea,",
     "Photosynthesis is the process by which plants",
@@ -168,7 +168,12 @@ def main() -> None:
     ap.add_argument("--new-tokens", type=int, default=16)
     ap.add_argument("--agree-tokens", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=3, help="timed generations (medians are reported)")
-    ap.add_argument("--baseline-steps", type=int, default=3, help="repeats followed by PUMA steps (each: a full forward at the mean and at the first sequence length); medians are reported")
+    ap.add_argument(
+        "--baseline-steps",
+        type=int,
+        default=3,
+        help="repeats followed by PUMA steps (each: a full forward at the mean and at the first sequence length); medians are reported",
+    )
     ap.add_argument("--skip-baseline", action="store_true")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "secure_generation.json"))
     args = ap.parse_args()
@@ -181,7 +186,12 @@ def main() -> None:
 
     gguf = smollm2_gguf_path()
     result: dict = {
-        "machine": {"cores": os.cpu_count(), "ram_gb": round(psutil.virtual_memory().total / 2**30), "python": platform.python_version(), "cpu": cpu_model()},
+        "machine": {
+            "cores": os.cpu_count(),
+            "ram_gb": round(psutil.virtual_memory().total / 2**30),
+            "python": platform.python_version(),
+            "cpu": cpu_model(),
+        },
         "setup": "SmolLM2-135M-Instruct (GGUF Q4_1, dequantised), 3 node processes on loopback, ABY3, FM64, 18 fractional bits",
     }
     with local_cluster(3, dir=args.dir, keep=False, bench=True) as lc:
@@ -222,14 +232,16 @@ def main() -> None:
         for r in range(args.repeats):
             stats = GenerationStats()
             secure = list(model.generate_ids(ids32, GenerationParams(max_tokens=args.new_tokens), stats))
-            runs.append({
-                "prefill_s": round(stats.prefill_s, 2),
-                "decode_s_per_token": round(stats.decode_s_per_token, 3),
-                "decode_s_all": [round(x, 3) for x in stats.decode_s],
-                "bytes_per_token": int(stats.bytes_per_token),
-                "prefill_bytes": stats.prefill_bytes,
-                "tokens_match_plaintext": secure[: len(reference)] == reference[: len(secure)],
-            })
+            runs.append(
+                {
+                    "prefill_s": round(stats.prefill_s, 2),
+                    "decode_s_per_token": round(stats.decode_s_per_token, 3),
+                    "decode_s_all": [round(x, 3) for x in stats.decode_s],
+                    "bytes_per_token": int(stats.bytes_per_token),
+                    "prefill_bytes": stats.prefill_bytes,
+                    "tokens_match_plaintext": secure[: len(reference)] == reference[: len(secure)],
+                }
+            )
             order.append(f"ours{r + 1}")
             print(f"ours run {r + 1}: prefill {stats.prefill_s:.1f} s, decode {stats.decode_s_per_token:.2f} s/token", flush=True)
             if r == 0:
@@ -256,7 +268,14 @@ def main() -> None:
                         t1 = time.perf_counter()
                         res = req.run("bench.puma", {"T": T})
                         base_tok = int(round(float(req.reveal("id")[0])))
-                        steps.append({"T": T, "seconds": round(time.perf_counter() - t1, 2), "send_bytes": sum(r_["send_bytes"] for r_ in res), "token": base_tok})
+                        steps.append(
+                            {
+                                "T": T,
+                                "seconds": round(time.perf_counter() - t1, 2),
+                                "send_bytes": sum(r_["send_bytes"] for r_ in res),
+                                "token": base_tok,
+                            }
+                        )
                     order.append(f"baseline{r + 1}(T={T})")
                     print(f"  baseline T={T}: {steps[-1]['seconds']} s", flush=True)
         result["ours"] = {
@@ -279,7 +298,7 @@ def main() -> None:
             result["baseline_puma"] = {
                 "per_token_s": round(base, 2),
                 "per_token_basis": f"median step at T={mean_t}, the mean sequence length of decode tokens 2..{args.new_tokens} "
-                                   f"(T={len(ids32) + 1}..{len(ids32) + args.new_tokens - 1}); a lower bound on the mean step (convex in T)",
+                f"(T={len(ids32) + 1}..{len(ids32) + args.new_tokens - 1}); a lower bound on the mean step (convex in T)",
                 "first_step_s": round(first, 2),
                 "first_step_basis": f"median step at T={len(ids32) + 1} (the shortest sequence; stops 12-15 reported this one)",
                 "steps": steps,

@@ -45,8 +45,10 @@ def parse_profile(text: str) -> list[dict]:
         if m:
             op = m.group(1)
             cur["ops"][op] = {
-                "calls": int(m.group(2)), "seconds": float(m.group(3)),
-                "send_bytes": int(m.group(4)), "send_actions": int(m.group(6)),
+                "calls": int(m.group(2)),
+                "seconds": float(m.group(3)),
+                "send_bytes": int(m.group(4)),
+                "send_actions": int(m.group(6)),
             }
             continue
         m = _LINK_RE.search(line)
@@ -132,7 +134,12 @@ def run3(
     vis = [libspu.Visibility.VIS_PUBLIC if i in public else libspu.Visibility.VIS_SECRET for i in range(len(args))]
     names = [f"in{i}" for i in range(len(args))]
     exe, out_info = frontend.compile(
-        frontend.Kind.JAX, fn, [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in args], {}, names, vis,
+        frontend.Kind.JAX,
+        fn,
+        [jax.ShapeDtypeStruct(a.shape, a.dtype) for a in args],
+        {},
+        names,
+        vis,
         lambda outs: [f"out{i}" for i in range(len(outs))],
     )
     opts = {"experimental_disable_mmul_split": True, "enable_pphlo_profile": True, **(runtime_options or {})}
@@ -157,8 +164,10 @@ def run3(
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
     procs = [
-        ctx.Process(target=_party, args=(r, addrs, exe.SerializeToString(), per_party[r], cfg.SerializeToString(),
-                                         link_options, repeats, logs[r], q))
+        ctx.Process(
+            target=_party,
+            args=(r, addrs, exe.SerializeToString(), per_party[r], cfg.SerializeToString(), link_options, repeats, logs[r], q),
+        )
         for r in range(3)
     ]
     for p in procs:

@@ -11,7 +11,9 @@ from typing import IO, Any
 
 
 @contextmanager
-def atomic_open(path: Path, mode: str = "wb", perm: int = 0o600, *, suffix: str = ".tmp", strict_dir_sync: bool = True, **kwargs: Any) -> Iterator[IO]:
+def atomic_open(
+    path: Path, mode: str = "wb", perm: int = 0o600, *, suffix: str = ".tmp", strict_dir_sync: bool = True, **kwargs: Any
+) -> Iterator[IO]:
     """Open a hidden temp file beside ``path``; on a clean exit fsync it and rename it
     over ``path`` (readers see the old or the new file, never half), then fsync the
     directory. On any exception the temp file is removed and ``path`` is untouched.

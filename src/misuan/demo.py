@@ -39,10 +39,15 @@ def run_demo(directory: str | Path, question: str = QUESTION, max_tokens: int = 
         if not any(m["model"] == client.model_ref(MODEL) for m in list_models(client)):
             from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
-            with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), console=err, transient=True) as bar:
+            with Progress(
+                TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), console=err, transient=True
+            ) as bar:
                 task = bar.add_task("loading SmolLM2-135M-Instruct (GGUF)", total=None)
                 res = publish_model(
-                    client, gguf, MODEL, receipt=False,
+                    client,
+                    gguf,
+                    MODEL,
+                    receipt=False,
                     progress=lambda d, t, n: bar.update(task, completed=d, total=t, description=f"publishing shares: {n}"),
                 )
             err.print(f"[dim]published {MODEL}@{res.version}: {res.parameters:,} parameters as secret shares in {res.seconds:.0f} s[/dim]")

@@ -89,8 +89,7 @@ class NodeTimeout(NodeError):
 #: errors that cross a wire by name (node HTTP answers, worker IPC replies): the one map
 #: both ends translate with. Anything else arrives as its side's generic error.
 WIRE_ERRORS: dict[str, type[MisuanError]] = {
-    cls.__name__: cls
-    for cls in (InvalidInput, AuthError, PermissionDenied, NotFound, Conflict, IntegrityError, ComputeError, ConfigError)
+    cls.__name__: cls for cls in (InvalidInput, AuthError, PermissionDenied, NotFound, Conflict, IntegrityError, ComputeError, ConfigError)
 }
 #: HTTP statuses of answers that name no misuan error
 HTTP_ERRORS: dict[int, type[MisuanError]] = {401: AuthError, 403: PermissionDenied, 404: NotFound, 409: Conflict, 422: InvalidInput}

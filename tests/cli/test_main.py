@@ -74,7 +74,9 @@ def test_model_commands(cluster3, tmp_path):
 
     src = save_hf(tmp_path / "m", make_llama(seed=3, tie=True))
     c = str(cluster3.cluster_file)
-    pub = json.loads(misuan("model", "publish", str(src), "--name", "cli-tiny", "--cluster", c, "--receipt", str(tmp_path / "r.json"), "--json").stdout)
+    pub = json.loads(
+        misuan("model", "publish", str(src), "--name", "cli-tiny", "--cluster", c, "--receipt", str(tmp_path / "r.json"), "--json").stdout
+    )
     assert pub["name"] == "admin/cli-tiny" and pub["version"] >= 1 and pub["tensors"] > 10
     assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o600
     rows = json.loads(misuan("model", "list", "--cluster", c, "--json").stdout)
@@ -102,12 +104,16 @@ def test_generate_json_secure_and_plaintext(cluster3, tmp_path):
         publish_model(c, src, "cli-gen", receipt=False)
     c = str(cluster3.cluster_file)
     sec = json.loads(misuan("generate", "--model", "cli-gen", "hi", "--max-tokens", "3", "--cluster", c, "--json").stdout)
-    plain = json.loads(misuan("generate", "--model", "cli-gen", "hi", "--max-tokens", "3", "--plaintext", "--weights", str(src), "--json").stdout)
+    plain = json.loads(
+        misuan("generate", "--model", "cli-gen", "hi", "--max-tokens", "3", "--plaintext", "--weights", str(src), "--json").stdout
+    )
     assert sec["token_ids"] == plain["token_ids"] and len(sec["token_ids"]) == 3
     for key in ("text", "token_ids", "prompt_tokens", "prefill_s", "decode_s_per_token"):
         assert key in sec
     # "hb" as raw text: this model answers one token, then EOS; --fixed-length still runs every step
-    fixed = json.loads(misuan("generate", "--model", "cli-gen", "hb", "--raw", "--max-tokens", "5", "--fixed-length", "--cluster", c, "--json").stdout)
+    fixed = json.loads(
+        misuan("generate", "--model", "cli-gen", "hb", "--raw", "--max-tokens", "5", "--fixed-length", "--cluster", c, "--json").stdout
+    )
     assert fixed["token_ids"] == [244] and fixed["finish_reason"] == "stop" and fixed["decode_steps"] == 4
     r = misuan("generate", "--model", "cli-gen", "hi", "--max-tokens", "0", "--cluster", c, check=False)
     assert r.returncode == 1 and "max_tokens" in r.stderr and "Traceback" not in r.stderr

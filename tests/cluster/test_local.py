@@ -68,7 +68,9 @@ def test_port_in_use_is_moved(tmp_path):
 def _serve(node_toml):
     return subprocess.run(
         [sys.executable, "-m", "misuan", "node", "serve", "--config", str(node_toml)],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 

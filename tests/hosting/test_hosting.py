@@ -148,14 +148,23 @@ def test_no_api_returns_a_stored_share(client3, hosted, tiny_dir):
     routes = {(r.path, tuple(sorted(r.methods))) for r in create_app(_Svc()).routes if hasattr(r, "methods")}
     gets = sorted(p for p, m in routes if "GET" in m)
     assert gets == [
-        "/v1/audit", "/v1/audit/head",
-        "/v1/datasets", "/v1/datasets/{name}",  # metadata (owner, name, hash, size), never rows
-        "/v1/health", "/v1/models", "/v1/models/{owner}/{name}", "/v1/models/{owner}/{name}/runtime",
-        "/v1/models/{owner}/{name}/runtime/{rid}/requests/{req_id}/vars/{var}", "/v1/models/{owner}/{name}/tokenizer",
+        "/v1/audit",
+        "/v1/audit/head",
+        "/v1/datasets",
+        "/v1/datasets/{name}",  # metadata (owner, name, hash, size), never rows
+        "/v1/health",
+        "/v1/models",
+        "/v1/models/{owner}/{name}",
+        "/v1/models/{owner}/{name}/runtime",
+        "/v1/models/{owner}/{name}/runtime/{rid}/requests/{req_id}/vars/{var}",
+        "/v1/models/{owner}/{name}/tokenizer",
         "/v1/principals",  # names and public keys
-        "/v1/psi/jobs/{jid}", "/v1/psi/jobs/{jid}/output",  # a PSI receiver's own result rows
+        "/v1/psi/jobs/{jid}",
+        "/v1/psi/jobs/{jid}/output",  # a PSI receiver's own result rows
         "/v1/runtimes/{rid}/alive",  # a boolean, for peers
-        "/v1/sessions/{sid}/vars/{name}", "/v1/status", "/v1/whoami",
+        "/v1/sessions/{sid}/vars/{name}",
+        "/v1/status",
+        "/v1/whoami",
     ]
 
 

@@ -29,12 +29,13 @@ def test_greedy_generate_equals_recomputed_argmax(engine, sample_ids):
 
 def test_generate_matches_transformers_greedy(engine, tiny_llama, sample_ids):
     import torch
+
     eng, _ = engine
     prompt = sample_ids[:6]
     with torch.no_grad():
-        ref = tiny_llama.generate(
-            torch.tensor([prompt]), max_new_tokens=10, do_sample=False, eos_token_id=None, pad_token_id=0
-        )[0, len(prompt) :].tolist()
+        ref = tiny_llama.generate(torch.tensor([prompt]), max_new_tokens=10, do_sample=False, eos_token_id=None, pad_token_id=0)[
+            0, len(prompt) :
+        ].tolist()
     assert list(eng.generate(prompt, SamplingParams(max_new_tokens=10))) == ref
 
 

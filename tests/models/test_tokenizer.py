@@ -167,6 +167,7 @@ def test_smollm2_roundtrip(smol_tok):
 def test_smollm2_matches_transformers_gguf_tokenizer(smol_tok, smollm2_path):
     """transformers converts GGUF tokenizers independently; ids must agree."""
     import transformers
+
     ref = transformers.AutoTokenizer.from_pretrained(str(smollm2_path.parent), gguf_file=smollm2_path.name)
     for text in TEXTS + ["<|im_start|>system\nYou are SmolLM<|im_end|>\n", "x" * 50 + " 42nd street"]:
         assert smol_tok.encode(text) == ref(text, add_special_tokens=True).input_ids, text
@@ -179,6 +180,7 @@ def test_spm_gguf_tokenizer_matches_sentencepiece():
     import io
 
     import sentencepiece as spm
+
     corpus = [
         "the quick brown fox jumps over the lazy dog",
         "hello world, this is a tokenizer test",
@@ -201,8 +203,7 @@ def test_spm_gguf_tokenizer_matches_sentencepiece():
     sp = spm.SentencePieceProcessor(model_proto=buf.getvalue())
     n = sp.get_piece_size()
     types = [
-        2 if sp.is_unknown(i) else 3 if sp.is_control(i) else 5 if sp.is_unused(i) else 6 if sp.is_byte(i) else 1
-        for i in range(n)
+        2 if sp.is_unknown(i) else 3 if sp.is_control(i) else 5 if sp.is_unused(i) else 6 if sp.is_byte(i) else 1 for i in range(n)
     ]  # as llama.cpp's converter labels them
     meta = {
         "tokenizer.ggml.model": "llama",

@@ -24,7 +24,7 @@ def test_frames_match_spu(io, shape):
     ref = io.make_shares(x, libspu.Visibility.VIS_SECRET)
     shares = [decode_share(bytes(f)) for f in _aby3.Aby3Sharer(18).frames(x)]
     assert all(bytes(s.meta) == bytes(ref[0].meta) for s in shares)
-    np.testing.assert_allclose(io.reconstruct(shares), x, atol=2 ** -17)
+    np.testing.assert_allclose(io.reconstruct(shares), x, atol=2**-17)
 
 
 @pytest.mark.parametrize("shape", SHAPES)
@@ -36,7 +36,7 @@ def test_compressed_frames_expand_to_valid_shares(io, shape):
         s = libspu.Share()
         s.meta, s.share_chunks = _aby3.expand(b"".join(bytes(q) for q in p))
         shares.append(s)
-    np.testing.assert_allclose(io.reconstruct(shares), x, atol=2 ** -17)
+    np.testing.assert_allclose(io.reconstruct(shares), x, atol=2**-17)
     n = x.size
     sizes = [sum(len(q) for q in p) for p in parts]
     assert sizes[0] < 200 and abs(sizes[1] - 8 * n) < 200 and abs(sizes[2] - 8 * n) < 200
@@ -83,4 +83,4 @@ def test_expand_streams_seeds_across_chunks(io, monkeypatch):
         s.meta, s.share_chunks = _aby3.expand(b"".join(bytes(q) for q in p))
         assert len(s.share_chunks) == 5
         shares.append(s)
-    np.testing.assert_allclose(io.reconstruct(shares), x, atol=2 ** -17)
+    np.testing.assert_allclose(io.reconstruct(shares), x, atol=2**-17)

@@ -41,7 +41,9 @@ def test_rehashed_row_breaks_the_next_link(tmp_path):
 
     p = _log(tmp_path)
     with sqlite3.connect(p) as c:
-        row = c.execute("SELECT seq, ts, op, asset, requester, bytes_in, bytes_out, status, detail, prev_hash FROM audit WHERE seq=2").fetchone()
+        row = c.execute(
+            "SELECT seq, ts, op, asset, requester, bytes_in, bytes_out, status, detail, prev_hash FROM audit WHERE seq=2"
+        ).fetchone()
         row = list(row)
         row[3] = "forged"
         canon = json.dumps(row[:9], separators=(",", ":"), ensure_ascii=True)

@@ -39,8 +39,11 @@ def test_admin_and_registered_principals_sign_requests(auth):
 def test_a_signature_binds_node_method_path_body_and_time(auth):
     a, admin = auth
     h = admin.sign_request("node0", "GET", "/v1/status", EMPTY_SHA256)
-    for method, target, body in (("POST", "/v1/status", EMPTY_SHA256), ("GET", "/v1/audit", EMPTY_SHA256),
-                                 ("GET", "/v1/status", hashlib.sha256(b"x").hexdigest())):
+    for method, target, body in (
+        ("POST", "/v1/status", EMPTY_SHA256),
+        ("GET", "/v1/audit", EMPTY_SHA256),
+        ("GET", "/v1/status", hashlib.sha256(b"x").hexdigest()),
+    ):
         with pytest.raises(AuthError):
             a.verify(method, target, h["Authorization"], body)
     with pytest.raises(AuthError):  # signed for another node

@@ -85,8 +85,12 @@ def test_verify_blames_a_recorder_that_forges_a_peer_head(tmp_path):
     assert s0.witness.observe(s0.cfg.cluster.party(1), s1.witness.head_view())
     assert all(r.ok for r in verify_cluster(d)), [r.reason for r in verify_cluster(d)]
     # node 0's operator invents a head of node 1 (cannot sign it)
-    s0.audit.append("audit.peer_head", asset="party:node1", requester="system",
-                    detail={"peer": "node1", "seq": 1, "hash": "f" * 64, "ts_ms": 1, "signature": "AAAA"})
+    s0.audit.append(
+        "audit.peer_head",
+        asset="party:node1",
+        requester="system",
+        detail={"peer": "node1", "seq": 1, "hash": "f" * 64, "ts_ms": 1, "signature": "AAAA"},
+    )
     reps = {r.party: r for r in verify_cluster(d)}
     assert not reps["node0"].ok and "did not sign" in reps["node0"].reason and reps["node1"].ok
     for s in (s0, s1):

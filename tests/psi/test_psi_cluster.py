@@ -45,7 +45,9 @@ def _expected(keys_a, keys_b):
 def test_exact_intersection_all_protocols(duo, files, tmp_path, protocol):
     client = duo.client()
     a, b = files
-    res = client.psi({"alice": a, "bob": b}, {"alice": ["id"], "bob": ["customer"]}, protocol=protocol, receiver="alice", out=tmp_path / "o.csv")
+    res = client.psi(
+        {"alice": a, "bob": b}, {"alice": ["id"], "bob": ["customer"]}, protocol=protocol, receiver="alice", out=tmp_path / "o.csv"
+    )
     header, rows = read_csv(tmp_path / "o.csv")
     assert header == ["id", "name"]
     assert sorted(r[0] for r in rows) == sorted(_expected(ALICE_KEYS, BOB_KEYS))
@@ -107,7 +109,9 @@ def test_bad_inputs_through_the_nodes(duo, files, tmp_path):
         assert not out.exists()  # nothing half-written at the output path
     with pytest.raises(misuan.InvalidInput):
         client.psi({"alice": a, "bob": b}, ["id"], protocol="magic", out=out)
-    res = client.psi({"alice": dup, "bob": b}, {"alice": ["id"], "bob": ["customer"]}, duplicates="first", receiver="alice", out=tmp_path / "f.csv")
+    res = client.psi(
+        {"alice": dup, "bob": b}, {"alice": ["id"], "bob": ["customer"]}, duplicates="first", receiver="alice", out=tmp_path / "f.csv"
+    )
     assert res.input_rows[0] == 3
 
 
@@ -153,18 +157,60 @@ def test_peer_node_down(duo, files, tmp_path):
 def test_cli(duo, files, tmp_path):
     a, b = files
     r = subprocess.run(
-        [sys.executable, "-m", "misuan", "psi", "run", "--cluster", str(duo.cluster_file), "--party", f"alice={a}", "--party", f"bob={b}",
-         "--key", "id", "--protocol", "rr22", "--receiver", "bob", "--out", str(tmp_path / "cli.csv"), "--json"],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "misuan",
+            "psi",
+            "run",
+            "--cluster",
+            str(duo.cluster_file),
+            "--party",
+            f"alice={a}",
+            "--party",
+            f"bob={b}",
+            "--key",
+            "id",
+            "--protocol",
+            "rr22",
+            "--receiver",
+            "bob",
+            "--out",
+            str(tmp_path / "cli.csv"),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert r.returncode == 1 and "customer" not in r.stderr  # bob has no 'id' column: one clear line
     assert r.stderr.strip().count("\n") == 0
     a_on_bob = data_dir(duo, 1) / "a.csv"
     a_on_bob.write_bytes(a.read_bytes())
     r = subprocess.run(
-        [sys.executable, "-m", "misuan", "psi", "run", "--cluster", str(duo.cluster_file), "--party", f"alice={a}", "--party", f"bob={a_on_bob}",
-         "--key", "id", "--receiver", "bob", "--out", str(tmp_path / "cli.csv"), "--json"],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "misuan",
+            "psi",
+            "run",
+            "--cluster",
+            str(duo.cluster_file),
+            "--party",
+            f"alice={a}",
+            "--party",
+            f"bob={a_on_bob}",
+            "--key",
+            "id",
+            "--receiver",
+            "bob",
+            "--out",
+            str(tmp_path / "cli.csv"),
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert r.returncode == 0, r.stderr
     res = json.loads(r.stdout)
@@ -176,8 +222,9 @@ def test_data_cli(duo):
     path = write_csv(data_dir(duo, 1) / "cli.csv", ["id"], [["x"], ["y"]])
 
     def cli(*args):
-        r = subprocess.run([sys.executable, "-m", "misuan", "data", *args, "--cluster", str(duo.cluster_file)],
-                           capture_output=True, text=True, timeout=120)
+        r = subprocess.run(
+            [sys.executable, "-m", "misuan", "data", *args, "--cluster", str(duo.cluster_file)], capture_output=True, text=True, timeout=120
+        )
         assert r.returncode == 0, r.stderr
         return r.stdout
 
@@ -189,6 +236,10 @@ def test_data_cli(duo):
     assert [d["ref"] for d in json.loads(cli("list", "--party", "bob", "--json"))].count("admin/cli-set") == 1
     assert json.loads(cli("revoke", "cli-set", "--from", "carol", "--party", "bob", "--json"))["had_grant"] is True
     cli("rm", "cli-set", "--party", "bob")
-    r = subprocess.run([sys.executable, "-m", "misuan", "data", "show", "cli-set", "--party", "bob", "--cluster", str(duo.cluster_file)],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "misuan", "data", "show", "cli-set", "--party", "bob", "--cluster", str(duo.cluster_file)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 1 and "no such dataset" in r.stderr and r.stderr.strip().count("\n") == 0

@@ -56,9 +56,24 @@ def test_shell_safe_paths():
 
 def test_result_roundtrip():
     result = PsiPartyResult(
-        job_id="j", rank=0, protocol="rr22", join="inner", received=True, input_rows=3,
-        empty_key_rows=0, duplicate_rows=0, dropped_rows=0, unique_keys=3, peer_unique_keys=4,
-        intersection_keys=2, output_rows=2, output_path="/o.csv", input_sha256="00",
-        seconds=1.0, stage_seconds=(("link", 0.1), ("psi", 0.5)), bytes_sent=10, bytes_received=20,
+        job_id="j",
+        rank=0,
+        protocol="rr22",
+        join="inner",
+        received=True,
+        input_rows=3,
+        empty_key_rows=0,
+        duplicate_rows=0,
+        dropped_rows=0,
+        unique_keys=3,
+        peer_unique_keys=4,
+        intersection_keys=2,
+        output_rows=2,
+        output_path="/o.csv",
+        input_sha256="00",
+        seconds=1.0,
+        stage_seconds=(("link", 0.1), ("psi", 0.5)),
+        bytes_sent=10,
+        bytes_received=20,
     )
     assert PsiPartyResult.from_dict(result.to_dict()) == result

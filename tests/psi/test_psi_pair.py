@@ -53,9 +53,7 @@ def _tables(tmp_path: Path, seed: int = 7, n: int = 300):
     a_keys = rng.sample(pool, n) + TRICKY
     b_keys = rng.sample(pool, n) + TRICKY_PEER
     a = write_csv(tmp_path / "a.csv", ["id", "amount"], [[k, str(i)] for i, k in enumerate(a_keys)])
-    b = write_csv(
-        tmp_path / "b.csv", ["segment", "cust id"], [[f"s{i % 5}", k] for i, k in enumerate(b_keys)]
-    )
+    b = write_csv(tmp_path / "b.csv", ["segment", "cust id"], [[f"s{i % 5}", k] for i, k in enumerate(b_keys)])
     return a, b, a_keys, b_keys
 
 
@@ -179,8 +177,13 @@ def test_bad_input_on_one_side_fails_both_clearly(tmp_path, run_pair):
 def test_peer_that_never_shows_up_times_out(tmp_path):
     a = write_csv(tmp_path / "a.csv", ["id"], [["1"]])
     (run0,) = run_local_pair(
-        PsiSpec(keys=("id",)), [a, a], [tmp_path / "o.csv", None], tmp_path / "w",
-        ranks=(0,), connect_timeout_s=2.0, timeout_s=60,
+        PsiSpec(keys=("id",)),
+        [a, a],
+        [tmp_path / "o.csv", None],
+        tmp_path / "w",
+        ranks=(0,),
+        connect_timeout_s=2.0,
+        timeout_s=60,
     )
     assert run0.error_type == "NodeTimeout"
     assert "did not show up within 2 s" in run0.error_message
@@ -219,9 +222,7 @@ def _make_tls(tmp_path: Path) -> list[LinkTls]:
         )
         if not ca:
             builder = builder.add_extension(
-                x509.SubjectAlternativeName(
-                    [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
-                ),
+                x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
                 critical=False,
             )
         return builder.sign(signer, hashes.SHA256())

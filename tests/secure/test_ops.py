@@ -108,6 +108,7 @@ def test_softmax_where_minus_1e4_trap_is_real():
     t = 16
     scores = _scores("uniform30", (2, t, t))
     mask = np.tril(np.ones((t, t), np.float32))
+
     def naive(s, m):
         return jax.nn.softmax(jnp.where(m > 0, s, -1e4), axis=-1)
 
@@ -119,9 +120,9 @@ def test_softmax_where_minus_1e4_trap_is_real():
 def test_silu_llama_mlp_range(rows):
     """Bound 5e-4 abs for |x| <= 1e4 (measured 2.2e-4); one row (decode: one select op)
     and many (relu and the clamp as two), including exactly 0 and +-12."""
-    x = np.concatenate(
-        [[-9000.0, -100.0, -12.0, 0.0, 12.0, 100.0, 9000.0], RNG.normal(0, 4, 2000), np.linspace(-40, 40, 801)]
-    ).astype(np.float32)
+    x = np.concatenate([[-9000.0, -100.0, -12.0, 0.0, 12.0, 100.0, 9000.0], RNG.normal(0, 4, 2000), np.linspace(-40, 40, 801)]).astype(
+        np.float32
+    )
     x = x[: x.size // rows * rows].reshape(rows, -1)  # (rows, n)
     assert (rows <= ops._SILU_ONE_SELECT_MAX_ROWS) == (rows == 1)
     y = simulate(ops.silu, x)
@@ -185,6 +186,7 @@ def test_matmul_and_embed_onehot():
     table = RNG.normal(0, 1, (300, 16)).astype(np.float32)
     tokens = RNG.integers(0, 300, 5)
     onehot = np.eye(300, dtype=np.float32)[tokens]
+
     def both(a, w, o, t):
         return ops.matmul(a, w), ops.embed_onehot(o, t)
 

@@ -49,7 +49,9 @@ def _last_op(db: Path) -> int:
 def _peer_heads_of(db: Path, party: str) -> list[int]:
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
-        rows = conn.execute("SELECT detail FROM audit WHERE op='audit.peer_head' AND asset=? AND status='ok'", (f"party:{party}",)).fetchall()
+        rows = conn.execute(
+            "SELECT detail FROM audit WHERE op='audit.peer_head' AND asset=? AND status='ok'", (f"party:{party}",)
+        ).fetchall()
     except sqlite3.OperationalError:
         return []
     finally:
@@ -77,7 +79,8 @@ def recorded(tmp_path_factory):
         pairs = [(r, q) for r in range(3) for q in range(3) if q != r]
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline and not all(
-            max(_peer_heads_of(d / f"node{r}" / "state.db", f"node{q}"), default=0) >= _last_op(d / f"node{q}" / "state.db") for r, q in pairs
+            max(_peer_heads_of(d / f"node{r}" / "state.db", f"node{q}"), default=0) >= _last_op(d / f"node{q}" / "state.db")
+            for r, q in pairs
         ):
             time.sleep(0.25)
         idle = [len(_peer_heads_of(d / f"node{r}" / "state.db", f"node{q}")) for r, q in pairs]
@@ -130,7 +133,9 @@ def delete_renumber_rehash(conn) -> None:
 
 
 def _verify(d: Path) -> tuple[int, dict]:
-    r = subprocess.run([sys.executable, "-m", "misuan", "audit", "verify", "--dir", str(d), "--json"], capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "misuan", "audit", "verify", "--dir", str(d), "--json"], capture_output=True, text=True, timeout=120
+    )
     assert "Traceback" not in r.stderr, r.stderr[-2000:]
     return r.returncode, {n["path"].split("/")[-2]: n for n in json.loads(r.stdout)}
 

@@ -97,13 +97,16 @@ def test_fuzz_every_route(cluster3, tmp_path):
     for i in range(N_REQUESTS):
         method, template, fields = routes[i % len(routes)]
         path = _path(rng, template)
-        query = {rng.choice(["version", "version", "n", "owner", "receive"]): str(rng.choice(_JUNK_NUM + _JUNK_STR))
-                 for _ in range(rng.randrange(1, 3))}
+        query = {
+            rng.choice(["version", "version", "n", "owner", "receive"]): str(rng.choice(_JUNK_NUM + _JUNK_STR))
+            for _ in range(rng.randrange(1, 3))
+        }
         body = _body(rng, fields)
         node = (admin if i % 3 == 0 else fuzzer).nodes[0]
         try:
-            resp = node._http.request(method, path, params=query, content=body,
-                                      headers={"Content-Type": "application/json"} if body else {}, timeout=30)
+            resp = node._http.request(
+                method, path, params=query, content=body, headers={"Content-Type": "application/json"} if body else {}, timeout=30
+            )
         except httpx.TimeoutException:
             pytest.fail(f"{method} {path} hung")
         statuses[resp.status_code] = statuses.get(resp.status_code, 0) + 1

@@ -160,7 +160,11 @@ def test_psi_link_ports_refuse_plaintext(tmp_path):
     procs = [
         subprocess.Popen(
             [sys.executable, "-c", _PSI_PARTY, str(r), *addrs, str(tmp_path)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=logs[r], text=True, env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=logs[r],
+            text=True,
+            env=env,
         )
         for r in (0, 1)
     ]

@@ -98,9 +98,19 @@ def test_only_files_in_ones_own_directory_can_be_registered(duo, victim, tmp_pat
         os.mkfifo(fifo)
     node = client_as(duo, MALLORY).nodes[0]
     paths = [
-        "/etc/passwd", "/etc/no-such-file", str(victim), str(victim.parent / "nope.csv"), f"../{VICTIM}/ssn.csv",
-        str(own / "passwd.csv"), str(own / "theirs.csv"), "theirs.csv", str(own / "sub"), str(fifo), str(own),
-        str(duo.dir / "node0" / "node.toml"), str(duo.dir / "node0" / "storage.key"),
+        "/etc/passwd",
+        "/etc/no-such-file",
+        str(victim),
+        str(victim.parent / "nope.csv"),
+        f"../{VICTIM}/ssn.csv",
+        str(own / "passwd.csv"),
+        str(own / "theirs.csv"),
+        "theirs.csv",
+        str(own / "sub"),
+        str(fifo),
+        str(own),
+        str(duo.dir / "node0" / "node.toml"),
+        str(duo.dir / "node0" / "storage.key"),
     ]
     answers = {_refusal(lambda p=p: node.dataset_register("grab", p)) for p in paths}
     assert len(answers) == 1 and "no such file in your data directory" in answers.pop()
@@ -169,7 +179,16 @@ def test_audit_rows_carry_the_input_hash_and_a_changed_file_is_refused(duo, vict
 def test_malformed_psi_requests_are_4xx_with_a_message(duo, victim):
     node = client_as(duo, MALLORY).nodes[0]
     jobs = iter(f"malformed{i:03d}" for i in range(100))
-    bad_specs = [{"keys": 5}, {"keys": [5]}, {"keys": None}, {"keys": ["ssn"], "normalize": 5}, {"keys": ["ssn"], "protocol": ["rr22"]}, 5, [], "x"]
+    bad_specs = [
+        {"keys": 5},
+        {"keys": [5]},
+        {"keys": None},
+        {"keys": ["ssn"], "normalize": 5},
+        {"keys": ["ssn"], "protocol": ["rr22"]},
+        5,
+        [],
+        "x",
+    ]
     for spec in bad_specs:
         with pytest.raises(misuan.InvalidInput):
             node._request("POST", "/v1/psi/jobs", json={"job_id": next(jobs), "rank": 0, "spec": spec, "dataset": "x"})

@@ -99,8 +99,14 @@ def test_parser_differential_cannot_smuggle_a_name(client3):
         sess.put("in0", client3.sharer.share(np.ones(2, np.float32)))
         for rank in range(3):
             with pytest.raises(misuan.InvalidInput, match="not a valid SPU executable"):
-                _raw(client3, rank, "POST", f"/v1/sessions/{sess.id}/run", content=evil,
-                     headers={"X-Misuan-Program-Sha256": hashlib.sha256(evil).hexdigest()})
+                _raw(
+                    client3,
+                    rank,
+                    "POST",
+                    f"/v1/sessions/{sess.id}/run",
+                    content=evil,
+                    headers={"X-Misuan-Program-Sha256": hashlib.sha256(evil).hexdigest()},
+                )
 
 
 def test_reserved_names_in_a_clients_own_session(client3):
@@ -112,8 +118,9 @@ def test_reserved_names_in_a_clients_own_session(client3):
             with pytest.raises(misuan.InvalidInput, match="reserved"):
                 client3.nodes[0].put_var(sess.id, var, bytes(frames[0]))
         client3.nodes[0].put_var(sess.id, "in0", bytes(frames[0]))
-        prog = compile_program(lambda x: x * 2.0, [spec_of(np.zeros((2,), np.float32))], name="reserved",
-                               input_names=["in0"], output_names=["r:abcdefgh:y"])
+        prog = compile_program(
+            lambda x: x * 2.0, [spec_of(np.zeros((2,), np.float32))], name="reserved", input_names=["in0"], output_names=["r:abcdefgh:y"]
+        )
         with pytest.raises(misuan.InvalidInput, match="reserved"):
             client3.nodes[0].run(sess.id, prog.executable, prog.sha256)
 
@@ -275,8 +282,9 @@ def test_malformed_upload_is_refused_before_it_can_fail_the_shared_runtime(model
     bad_uploads = {
         "shape": lambda r: r.put("hi", np.zeros((3, 3), np.int32)),
         "dtype": lambda r: r.put("hi", hi.astype(np.float32)),
-        "public": lambda r: mallory.fanout(lambda i: mallory.nodes[i].runtime_put(
-            rt.name, rt.version, rt.runtime_id, r.id, "hi", encode_share(public[i]))),
+        "public": lambda r: mallory.fanout(
+            lambda i: mallory.nodes[i].runtime_put(rt.name, rt.version, rt.runtime_id, r.id, "hi", encode_share(public[i]))
+        ),
     }
     for _kind, upload in bad_uploads.items():
         req = rt.request()

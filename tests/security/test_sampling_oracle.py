@@ -62,9 +62,15 @@ def test_client_noise_and_node_made_inputs_cannot_be_uploaded(grantee):
     noise = np.full(V, -1000.0, np.float32)
     noise[[3, 7]] = 0.0  # only tokens 3 and 7 can win: "is l_3 >= l_7 + c?"
     with _request(grantee) as req:
-        for var, value in [("noise", noise), ("gumbel", noise), ("temp", np.float32(1.0)),
-                           ("mask", np.ones((T, T), np.float32)), ("cos", np.ones((1, 8), np.float32)),
-                           ("tok", np.ones((1, V), np.float32)), ("k", np.zeros(4, np.float32))]:
+        for var, value in [
+            ("noise", noise),
+            ("gumbel", noise),
+            ("temp", np.float32(1.0)),
+            ("mask", np.ones((T, T), np.float32)),
+            ("cos", np.ones((1, 8), np.float32)),
+            ("tok", np.ones((1, V), np.float32)),
+            ("k", np.zeros(4, np.float32)),
+        ]:
             with pytest.raises(misuan.InvalidInput, match="not an input a client may upload"):
                 req.put(var, value)
 

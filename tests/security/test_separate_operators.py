@@ -57,7 +57,11 @@ def test_revoked_key_is_refused_everywhere(cluster3):
 def _serve(node_toml, log):
     return subprocess.Popen(
         [sys.executable, "-m", "misuan", "node", "serve", "--config", str(node_toml)],
-        stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, env={**os.environ, "JAX_PLATFORMS": "cpu"},
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
+        env={**os.environ, "JAX_PLATFORMS": "cpu"},
     )
 
 
@@ -125,9 +129,11 @@ def test_principal_routes_are_the_admins_and_scoped(cluster3):
         assert node.whoami() == {"principal": "dave18", "party": cluster3.config.party(rank).id}
     assert victim.nodes[0].whoami()["principal"] == "erin18"  # untouched
     admin = cluster3.client()
-    for body in ({"principal": "Bad Name", "public_key": new_identity("x").public_key},
-                 {"principal": "okname", "public_key": "ed25519:short"},
-                 {"principal": "okname", "public_key": new_identity("x").public_key, "extra": 1}):
+    for body in (
+        {"principal": "Bad Name", "public_key": new_identity("x").public_key},
+        {"principal": "okname", "public_key": "ed25519:short"},
+        {"principal": "okname", "public_key": new_identity("x").public_key, "extra": 1},
+    ):
         with pytest.raises(misuan.InvalidInput):
             admin.nodes[0]._request("POST", "/v1/principals", json=body)
     with pytest.raises(misuan.NotFound):

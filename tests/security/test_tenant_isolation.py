@@ -103,4 +103,3 @@ def test_a_grantee_cannot_touch_another_grantees_request(cluster3, shared_model)
     finally:
         alice.close()
         bob.close()
-

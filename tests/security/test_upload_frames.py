@@ -27,7 +27,10 @@ BIG = (64, 64)  # >= 4096 values: compressed (MSC1) frames, as publish sends the
 def upload(client3):
     """An upload of model 'frames' declaring w (8, 8) and big (64, 64); aborted afterwards."""
     body = {
-        "version": 1, "kind": "llama", "config": {}, "tokenizer": "{}",
+        "version": 1,
+        "kind": "llama",
+        "config": {},
+        "tokenizer": "{}",
         "tensors": [{"name": "w", "shape": list(SHAPE)}, {"name": "big", "shape": list(BIG)}],
     }
     uids = client3.fanout(lambda i: client3.nodes[i].begin_upload("admin/frames", body))

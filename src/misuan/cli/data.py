@@ -43,7 +43,9 @@ def data_register(
     path: str = typer.Argument(..., help="a file on that node inside data/<you>/ (absolute, or relative to data/<you>/)"),
     party: str = PartyOpt,
     replace: bool = typer.Option(False, "--replace", help="re-register NAME (new path or new content; grants are kept)"),
-    cluster: Optional[Path] = ClusterOpt, key_file: Optional[Path] = KeyOpt, as_json: bool = JsonOpt,
+    cluster: Optional[Path] = ClusterOpt,
+    key_file: Optional[Path] = KeyOpt,
+    as_json: bool = JsonOpt,
 ):
     """Register a file on a node as your dataset NAME (the node pins its SHA-256)."""
     client, node = _node(cluster, key_file, party)
@@ -73,8 +75,13 @@ def data_list(party: str = PartyOpt, cluster: Optional[Path] = ClusterOpt, key_f
 
 
 @data_app.command("show")
-def data_show(name: str, party: str = PartyOpt, owner: Optional[str] = typer.Option(None, "--owner", help="another principal's dataset shared with you"),
-              cluster: Optional[Path] = ClusterOpt, key_file: Optional[Path] = KeyOpt):
+def data_show(
+    name: str,
+    party: str = PartyOpt,
+    owner: Optional[str] = typer.Option(None, "--owner", help="another principal's dataset shared with you"),
+    cluster: Optional[Path] = ClusterOpt,
+    key_file: Optional[Path] = KeyOpt,
+):
     """One dataset (the owner also sees its path and grants)."""
     client, node = _node(cluster, key_file, party)
     with client:
@@ -82,9 +89,17 @@ def data_show(name: str, party: str = PartyOpt, owner: Optional[str] = typer.Opt
 
 
 @data_app.command("grant")
-def data_grant(name: str, party: str = PartyOpt, to: str = typer.Option(..., "--to"),
-               receive: bool = typer.Option(False, "--receive", help="also let PRINCIPAL receive this dataset's rows (a left join then returns all of them)"),
-               cluster: Optional[Path] = ClusterOpt, key_file: Optional[Path] = KeyOpt, as_json: bool = JsonOpt):
+def data_grant(
+    name: str,
+    party: str = PartyOpt,
+    to: str = typer.Option(..., "--to"),
+    receive: bool = typer.Option(
+        False, "--receive", help="also let PRINCIPAL receive this dataset's rows (a left join then returns all of them)"
+    ),
+    cluster: Optional[Path] = ClusterOpt,
+    key_file: Optional[Path] = KeyOpt,
+    as_json: bool = JsonOpt,
+):
     """Let PRINCIPAL use your dataset NAME as a PSI input (owner only)."""
     client, node = _node(cluster, key_file, party)
     with client:
@@ -97,8 +112,14 @@ def data_grant(name: str, party: str = PartyOpt, to: str = typer.Option(..., "--
 
 
 @data_app.command("revoke")
-def data_revoke(name: str, party: str = PartyOpt, to: str = typer.Option(..., "--from", "--to"),
-                cluster: Optional[Path] = ClusterOpt, key_file: Optional[Path] = KeyOpt, as_json: bool = JsonOpt):
+def data_revoke(
+    name: str,
+    party: str = PartyOpt,
+    to: str = typer.Option(..., "--from", "--to"),
+    cluster: Optional[Path] = ClusterOpt,
+    key_file: Optional[Path] = KeyOpt,
+    as_json: bool = JsonOpt,
+):
     """Withdraw PRINCIPAL's grant on your dataset NAME."""
     client, node = _node(cluster, key_file, party)
     with client:

@@ -33,8 +33,11 @@ def _client(cluster: Optional[Path], key: Optional[Path]):
 
 
 @key_app.command("new")
-def key_new(name: str, out_file: Optional[Path] = typer.Option(None, "--out", "-o", help="key file (default ~/.misuan/keys/NAME.key)"),
-            as_json: bool = JsonOpt):
+def key_new(
+    name: str,
+    out_file: Optional[Path] = typer.Option(None, "--out", "-o", help="key file (default ~/.misuan/keys/NAME.key)"),
+    as_json: bool = JsonOpt,
+):
     """Make principal NAME's Ed25519 key pair here; print the public key to register."""
     from ..identity import new_identity
 
@@ -61,7 +64,9 @@ def key_show(key_file: Path, as_json: bool = JsonOpt):
 @principal_app.command("add")
 def principal_add(
     name: str,
-    public_key: Optional[str] = typer.Option(None, "--public-key", help="ed25519:... as printed by `misuan key new` on the principal's machine"),
+    public_key: Optional[str] = typer.Option(
+        None, "--public-key", help="ed25519:... as printed by `misuan key new` on the principal's machine"
+    ),
     make_key: Optional[Path] = typer.Option(None, "--make-key", help="local clusters only: make NAME's key pair here, into this file"),
     cluster: Optional[Path] = ClusterOpt,
     key_file: Optional[Path] = KeyOpt,
@@ -130,7 +135,10 @@ def node_init(
     if as_json:
         _emit(info)
     else:
-        out.print(f"node {rank} initialised: {node_toml}" + (f"\nshare this certificate with the other operators: {cert}" if cert.exists() else ""))
+        out.print(
+            f"node {rank} initialised: {node_toml}"
+            + (f"\nshare this certificate with the other operators: {cert}" if cert.exists() else "")
+        )
 
 
 def cluster_trust(

@@ -77,16 +77,27 @@ def cluster_init(
     tls: Optional[bool] = typer.Option(None, "--tls/--no-tls", help="TLS for control API and links (default: on unless all loopback)"),
     protocol: Optional[str] = typer.Option(None, "--protocol", help="ABY3 (3 parties) | CHEETAH (2) | SEMI2K"),
     ids: Optional[str] = typer.Option(None, "--ids", help="comma-separated party names (default node0,node1,...)"),
-    separate: Optional[bool] = typer.Option(None, "--separate/--local", help="only the public cluster file, each operator "
-                                            "runs `misuan node init` on its own host (default: when a host is not loopback)"),
+    separate: Optional[bool] = typer.Option(
+        None,
+        "--separate/--local",
+        help="only the public cluster file, each operator runs `misuan node init` on its own host (default: when a host is not loopback)",
+    ),
     force: bool = typer.Option(False, "--force"),
     as_json: bool = JsonOpt,
 ):
     """Write a cluster file; for a local cluster also the admin key and every node's keys and certificate."""
     from ..cluster.init import init_cluster
 
-    res = init_cluster(dir, parties=parties, hosts=hosts.split(",") if hosts else None, tls=tls, protocol=protocol, force=force,
-                       ids=ids.split(",") if ids else None, separate=separate)
+    res = init_cluster(
+        dir,
+        parties=parties,
+        hosts=hosts.split(",") if hosts else None,
+        tls=tls,
+        protocol=protocol,
+        force=force,
+        ids=ids.split(",") if ids else None,
+        separate=separate,
+    )
     info = {"dir": str(res.dir), "cluster_file": str(res.cluster_file), "parties": res.parties, "protocol": res.protocol, "tls": res.tls}
     if as_json:
         _emit_json(info)
@@ -153,13 +164,29 @@ def cluster_status(dir: Path = DirOpt, as_json: bool = JsonOpt):
             t.add_row(str(r["rank"]), r["id"], "[red]down[/red]", "-", "-", "-", "-", "-", "-", "-")
             continue
         resident = {(m["model"], m["version"]): m for m in r.get("resident", [])}
-        assets = ", ".join(
-            f"{a['model']}@{a['version']}" + (f" [resident {_fmt_bytes(resident[(a['model'], a['version'])].get('rss_bytes'))}]" if (a["model"], a["version"]) in resident else "")
-            for a in r["assets"]
-        ) or "-"
+        assets = (
+            ", ".join(
+                f"{a['model']}@{a['version']}"
+                + (
+                    f" [resident {_fmt_bytes(resident[(a['model'], a['version'])].get('rss_bytes'))}]"
+                    if (a["model"], a["version"]) in resident
+                    else ""
+                )
+                for a in r["assets"]
+            )
+            or "-"
+        )
         t.add_row(
-            str(r["rank"]), r["id"], "[green]ok[/green]", f"{r['protocol']}/{r['field']}", f"{r['uptime_s']:.0f} s",
-            str(len(r["sessions"])), assets, _fmt_bytes(r["rss_bytes"]), _fmt_bytes(r["workers_rss_bytes"]), _fmt_bytes(r["store_bytes"]),
+            str(r["rank"]),
+            r["id"],
+            "[green]ok[/green]",
+            f"{r['protocol']}/{r['field']}",
+            f"{r['uptime_s']:.0f} s",
+            str(len(r["sessions"])),
+            assets,
+            _fmt_bytes(r["rss_bytes"]),
+            _fmt_bytes(r["workers_rss_bytes"]),
+            _fmt_bytes(r["store_bytes"]),
         )
     out.print(t)
     if any(not r["healthy"] for r in rows):
@@ -172,7 +199,9 @@ def cluster_status(dir: Path = DirOpt, as_json: bool = JsonOpt):
 @audit_app.command("verify")
 def audit_verify(
     dir: Path = DirOpt,
-    receipts: Optional[Path] = typer.Option(None, "--receipts", help="a client's receipts dir (default: the one cluster.toml names, if present)"),
+    receipts: Optional[Path] = typer.Option(
+        None, "--receipts", help="a client's receipts dir (default: the one cluster.toml names, if present)"
+    ),
     as_json: bool = JsonOpt,
 ):
     """Recompute every node's audit chain and check it against its peers' records and the client's receipts."""
@@ -226,8 +255,13 @@ def model_publish(
             _emit_json(res.to_dict())
             return
         with Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
-            console=err, transient=True,
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=err,
+            transient=True,
         ) as bar:
             task = bar.add_task(f"loading {path.name}", total=None)
 
@@ -255,14 +289,26 @@ def model_list(cluster: Optional[Path] = ClusterOpt, key_file: Optional[Path] = 
     for c in ("name", "version", "architecture", "parameters", "owner", "max share bytes/node", "state"):
         t.add_column(c)
     for r in rows:
-        t.add_row(r["model"], str(r["version"]), str(r.get("architecture", "-")), f"{r.get('params') or 0:,}", str(r.get("owner", "-")),
-                  _fmt_bytes(r.get("share_bytes")), r.get("state", "ready"))
+        t.add_row(
+            r["model"],
+            str(r["version"]),
+            str(r.get("architecture", "-")),
+            f"{r.get('params') or 0:,}",
+            str(r.get("owner", "-")),
+            _fmt_bytes(r.get("share_bytes")),
+            r.get("state", "ready"),
+        )
     out.print(t)
 
 
 @model_app.command("show")
-def model_show(name: str, version: Optional[int] = typer.Option(None, "--version", "-v"), cluster: Optional[Path] = ClusterOpt,
-               key_file: Optional[Path] = KeyOpt, as_json: bool = JsonOpt):
+def model_show(
+    name: str,
+    version: Optional[int] = typer.Option(None, "--version", "-v"),
+    cluster: Optional[Path] = ClusterOpt,
+    key_file: Optional[Path] = KeyOpt,
+    as_json: bool = JsonOpt,
+):
     """Public config, tensors and commitments of a hosted model (checked identical on every node)."""
     from ..hosting import show_model
 
@@ -273,16 +319,23 @@ def model_show(name: str, version: Optional[int] = typer.Option(None, "--version
         return
     cfg = info["config"]
     out.print(f"[bold]{info['name']}@{info['version']}[/bold] (versions {info['versions']}), owner {info['owner']}, kind {info['kind']}")
-    out.print(f"  {cfg.get('n_layers')} layers, dim {cfg.get('dim')}, heads {cfg.get('n_heads')}/{cfg.get('n_kv_heads')}, vocab {cfg.get('vocab_size')}, "
-              f"{cfg.get('n_params', 0):,} parameters, {len(info['tensors'])} tensors")
+    out.print(
+        f"  {cfg.get('n_layers')} layers, dim {cfg.get('dim')}, heads {cfg.get('n_heads')}/{cfg.get('n_kv_heads')}, vocab {cfg.get('vocab_size')}, "
+        f"{cfg.get('n_params', 0):,} parameters, {len(info['tensors'])} tensors"
+    )
     out.print(f"  share bytes per node: {', '.join(_fmt_bytes(b) for b in info['share_bytes_per_node'])}")
     if "grants" in info:
         out.print(f"  granted to: {', '.join(info['grants']) or '-'}")
 
 
 @model_app.command("rm")
-def model_rm(name: str, version: Optional[int] = typer.Option(None, "--version", "-v"), cluster: Optional[Path] = ClusterOpt,
-             key_file: Optional[Path] = KeyOpt, as_json: bool = JsonOpt):
+def model_rm(
+    name: str,
+    version: Optional[int] = typer.Option(None, "--version", "-v"),
+    cluster: Optional[Path] = ClusterOpt,
+    key_file: Optional[Path] = KeyOpt,
+    as_json: bool = JsonOpt,
+):
     """Remove a model (or one version) and its shares from every node (owner only)."""
     from ..hosting import remove_model
 
@@ -295,8 +348,13 @@ def model_rm(name: str, version: Optional[int] = typer.Option(None, "--version",
 
 
 @model_app.command("grant")
-def model_grant(name: str, to: str = typer.Option(..., "--to"), cluster: Optional[Path] = ClusterOpt, key_file: Optional[Path] = KeyOpt,
-                as_json: bool = JsonOpt):
+def model_grant(
+    name: str,
+    to: str = typer.Option(..., "--to"),
+    cluster: Optional[Path] = ClusterOpt,
+    key_file: Optional[Path] = KeyOpt,
+    as_json: bool = JsonOpt,
+):
     """Allow PRINCIPAL to run inference on NAME (owner only)."""
     from ..hosting import grant_model
 
@@ -306,19 +364,32 @@ def model_grant(name: str, to: str = typer.Option(..., "--to"), cluster: Optiona
 
 
 @model_app.command("revoke")
-def model_revoke(name: str, to: str = typer.Option(..., "--from", "--to"), cluster: Optional[Path] = ClusterOpt,
-                 key_file: Optional[Path] = KeyOpt, as_json: bool = JsonOpt):
+def model_revoke(
+    name: str,
+    to: str = typer.Option(..., "--from", "--to"),
+    cluster: Optional[Path] = ClusterOpt,
+    key_file: Optional[Path] = KeyOpt,
+    as_json: bool = JsonOpt,
+):
     """Withdraw PRINCIPAL's grant on NAME (owner only)."""
     from ..hosting import revoke_model
 
     with _client(cluster, key_file) as client:
         had = revoke_model(client, name, to)
-    _emit_json({"name": name, "revoked": to, "had_grant": had}) if as_json else out.print(f"{to} may no longer use {name}" if had else f"{to} had no grant on {name}")
+    _emit_json({"name": name, "revoked": to, "had_grant": had}) if as_json else out.print(
+        f"{to} may no longer use {name}" if had else f"{to} had no grant on {name}"
+    )
 
 
 @model_app.command("verify")
-def model_verify(name: str, path: Path = typer.Argument(..., help="the owner's plaintext model"), version: Optional[int] = typer.Option(None, "--version", "-v"),
-                 cluster: Optional[Path] = ClusterOpt, key_file: Optional[Path] = KeyOpt, as_json: bool = JsonOpt):
+def model_verify(
+    name: str,
+    path: Path = typer.Argument(..., help="the owner's plaintext model"),
+    version: Optional[int] = typer.Option(None, "--version", "-v"),
+    cluster: Optional[Path] = ClusterOpt,
+    key_file: Optional[Path] = KeyOpt,
+    as_json: bool = JsonOpt,
+):
     """Owner-only: check the hosted shares reconstruct to your weights (random probes, nothing revealed to nodes)."""
     from ..hosting import verify_model
 
@@ -339,7 +410,8 @@ def model_verify(name: str, path: Path = typer.Argument(..., help="the owner's p
 @psi_app.command("run")
 def psi_run(
     party: list[str] = typer.Option(
-        ..., "--party",
+        ...,
+        "--party",
         help="PARTY=INPUT (give two): a dataset on that party's node (NAME, or OWNER/NAME shared with you), "
         "or a path starting with / ~ or . inside data/<you>/ on that node (registered as your dataset first)",
     ),
@@ -370,7 +442,9 @@ def psi_run(
         else:
             with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=err, transient=True) as bar:
                 task = bar.add_task("PSI", total=1.0)
-                res = client.psi(parties, key, progress=lambda f, stage: bar.update(task, completed=f, description=f"PSI ({protocol}): {stage}"), **kw)
+                res = client.psi(
+                    parties, key, progress=lambda f, stage: bar.update(task, completed=f, description=f"PSI ({protocol}): {stage}"), **kw
+                )
     if as_json:
         _emit_json(res.to_dict())
         return
@@ -575,4 +649,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-

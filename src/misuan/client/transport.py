@@ -178,7 +178,9 @@ class NodeClient:
 
     def put_var(self, sid: str, name: str, data: bytes) -> None:
         self._request(
-            "PUT", f"/v1/sessions/{sid}/vars/{name}", content=_chunks([data]),
+            "PUT",
+            f"/v1/sessions/{sid}/vars/{name}",
+            content=_chunks([data]),
             headers={"Content-Type": "application/octet-stream", "Content-Length": str(len(data)), BODY_HEADER: _sha256([data])},
             timeout=self._size_timeout(len(data)),
         )
@@ -223,7 +225,8 @@ class NodeClient:
             f"/v1/uploads/{uid}/tensors/{tensor}",
             content=_chunks(views),
             headers={
-                "Content-Type": "application/octet-stream", "Content-Length": str(sum(len(v) for v in views)),
+                "Content-Type": "application/octet-stream",
+                "Content-Length": str(sum(len(v) for v in views)),
                 BODY_HEADER: _sha256(views),
             },
             timeout=None,
@@ -262,7 +265,9 @@ class NodeClient:
 
     def runtime_put(self, name: str, version: int, rid: str, request: str, var: str, data: bytes) -> None:
         self._request(
-            "PUT", f"/v1/models/{name}/runtime/{rid}/requests/{request}/vars/{var}", params={"version": version},
+            "PUT",
+            f"/v1/models/{name}/runtime/{rid}/requests/{request}/vars/{var}",
+            params={"version": version},
             content=_chunks([data]),
             headers={"Content-Type": "application/octet-stream", "Content-Length": str(len(data)), BODY_HEADER: _sha256([data])},
             timeout=self._size_timeout(len(data)),
@@ -270,19 +275,22 @@ class NodeClient:
 
     def program_compile(self, name: str, version: int, program: str, params: dict | None = None) -> dict:
         return self._request(
-            "POST", f"/v1/models/{name}/programs/compile", json={"version": version, "program": program, "params": params or {}}, timeout=None
+            "POST",
+            f"/v1/models/{name}/programs/compile",
+            json={"version": version, "program": program, "params": params or {}},
+            timeout=None,
         ).json()
 
     def runtime_run(self, name: str, version: int, rid: str, request: str, program: str, params: dict | None = None) -> dict:
         return self._request(
-            "POST", f"/v1/models/{name}/runtime/{rid}/requests/{request}/run",
-            json={"version": version, "program": program, "params": params or {}}, timeout=None,
+            "POST",
+            f"/v1/models/{name}/runtime/{rid}/requests/{request}/run",
+            json={"version": version, "program": program, "params": params or {}},
+            timeout=None,
         ).json()
 
     def runtime_get(self, name: str, version: int, rid: str, request: str, var: str) -> bytes:
-        return self._request(
-            "GET", f"/v1/models/{name}/runtime/{rid}/requests/{request}/vars/{var}", params={"version": version}
-        ).content
+        return self._request("GET", f"/v1/models/{name}/runtime/{rid}/requests/{request}/vars/{var}", params={"version": version}).content
 
     def runtime_end(self, name: str, version: int, rid: str, request: str) -> None:
         self._request("DELETE", f"/v1/models/{name}/runtime/{rid}/requests/{request}", params={"version": version}, timeout=60)

@@ -121,8 +121,10 @@ def up(
     if not (d / "cluster.toml").exists():
         init_cluster(d, parties=parties, tls=tls, protocol=protocol, timeouts=timeouts, ids=ids, bench=bench)
     if (d / "admin.token").exists() and not (d / "admin.key").exists():
-        raise E.ClusterError(f"{d} was made by an older misuan (one shared token secret): remove it, or re-create it "
-                             f"with `misuan cluster init --dir {d} --force`")
+        raise E.ClusterError(
+            f"{d} was made by an older misuan (one shared token secret): remove it, or re-create it "
+            f"with `misuan cluster init --dir {d} --force`"
+        )
     cfg = load_cluster(d / "cluster.toml")
     identity = cfg.default_identity()
     notes: dict[int, str] = {}
@@ -220,8 +222,17 @@ def down(directory: str | Path, *, timeout: float = 15.0) -> list[NodeState]:
     psutil.wait_procs(alive, timeout=5)
     for p in cfg.parties:
         _pid_file(d, p.rank).unlink(missing_ok=True)
-        states.append(NodeState(p.rank, p.id, p.control_url, procs[p.rank].pid if p.rank in procs else None, False, False,
-                                note="stopped" if p.rank in procs else "was not running"))
+        states.append(
+            NodeState(
+                p.rank,
+                p.id,
+                p.control_url,
+                procs[p.rank].pid if p.rank in procs else None,
+                False,
+                False,
+                note="stopped" if p.rank in procs else "was not running",
+            )
+        )
     return states
 
 

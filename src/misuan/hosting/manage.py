@@ -34,7 +34,11 @@ def show_model(client: Client, name: str, version: int | None = None) -> dict:
     name = client.model_ref(name)
     views = client.fanout(lambda i: client.nodes[i].show_model(name, version))
     first = views[0]
-    mismatched = [i for i, v in enumerate(views) if v["version"] != first["version"] or [t["commitment"] for t in v["tensors"]] != [t["commitment"] for t in first["tensors"]]]
+    mismatched = [
+        i
+        for i, v in enumerate(views)
+        if v["version"] != first["version"] or [t["commitment"] for t in v["tensors"]] != [t["commitment"] for t in first["tensors"]]
+    ]
     if mismatched:
         raise E.IntegrityError(f"nodes {mismatched} hold a different {name}@{first['version']} than node 0")
     info = {k: v for k, v in first.items() if k != "tensors"}
@@ -74,7 +78,9 @@ def verify_tolerance(shape: tuple[int, ...], fraction_bits: int) -> float:
     return 2.0**-fraction_bits * (4.0 * np.sqrt(n) + 16.0)
 
 
-def verify_model(client: Client, name: str, path: str | Path, version: int | None = None, *, seed: int | None = None, tolerance: float | None = None) -> dict:
+def verify_model(
+    client: Client, name: str, path: str | Path, version: int | None = None, *, seed: int | None = None, tolerance: float | None = None
+) -> dict:
     """Owner-only check that the hosted shares reconstruct to the weights at ``path``.
 
     Random-sign probes u, v per tensor, drawn by every node from ``seed`` (random

@@ -49,7 +49,11 @@ class GenerationParams:
         if not isinstance(self.max_tokens, int) or self.max_tokens <= 0:
             raise E.InvalidInput("max_tokens must be a positive integer")
         t = self.temperature
-        if isinstance(t, bool) or not (isinstance(t, (int, float)) and math.isfinite(t)) or not (t == 0 or MIN_TEMPERATURE <= t <= MAX_TEMPERATURE):
+        if (
+            isinstance(t, bool)
+            or not (isinstance(t, (int, float)) and math.isfinite(t))
+            or not (t == 0 or MIN_TEMPERATURE <= t <= MAX_TEMPERATURE)
+        ):
             raise E.InvalidInput(f"temperature must be 0 (greedy) or in [{MIN_TEMPERATURE}, {MAX_TEMPERATURE}]")
         if self.seed is not None:
             check_seed(self.seed)
@@ -181,11 +185,15 @@ class SecureModel:
     def prompt_ids(self, messages: list[dict], raw: bool = False) -> list[int]:
         return prompt_ids(self.tokenizer, messages, raw)
 
-    def stream(self, messages: list[dict], params: GenerationParams, stats: GenerationStats | None = None, raw: bool = False) -> Iterator[tuple[int, str]]:
+    def stream(
+        self, messages: list[dict], params: GenerationParams, stats: GenerationStats | None = None, raw: bool = False
+    ) -> Iterator[tuple[int, str]]:
         """Yield ``(token_id, text_piece)`` as the answer is produced."""
         return stream_text(self, self.prompt_ids(messages, raw), params, stats)
 
-    def chat(self, messages: list[dict], params: GenerationParams, stats: GenerationStats | None = None, raw: bool = False) -> Iterator[str]:
+    def chat(
+        self, messages: list[dict], params: GenerationParams, stats: GenerationStats | None = None, raw: bool = False
+    ) -> Iterator[str]:
         """Yield text pieces of the answer as they are decoded (stop strings honoured)."""
         for _tok, piece in self.stream(messages, params, stats, raw):
             if piece:

@@ -30,7 +30,9 @@ class PlainModel:
             raise E.InvalidInput(f"prompt ({len(prompt_ids)} tokens) + max_tokens exceeds the model's context of {self.config.max_seq_len}")
         stats = stats if stats is not None else GenerationStats()
         stats.prompt_tokens = len(prompt_ids)
-        sampling = SamplingParams(temperature=params.temperature, top_p=params.top_p, seed=params.resolved_seed(), max_new_tokens=params.max_tokens)
+        sampling = SamplingParams(
+            temperature=params.temperature, top_p=params.top_p, seed=params.resolved_seed(), max_new_tokens=params.max_tokens
+        )
         gen = self.engine.generate(prompt_ids, sampling, eos_ids=self.tokenizer.eos_ids)
         t = time.perf_counter()
         first = True
@@ -48,7 +50,9 @@ class PlainModel:
     def stream(self, messages: list[dict], params: GenerationParams, stats: GenerationStats | None = None, raw: bool = False):
         return stream_text(self, prompt_ids(self.tokenizer, messages, raw), params, stats)
 
-    def chat(self, messages: list[dict], params: GenerationParams, stats: GenerationStats | None = None, raw: bool = False) -> Iterator[str]:
+    def chat(
+        self, messages: list[dict], params: GenerationParams, stats: GenerationStats | None = None, raw: bool = False
+    ) -> Iterator[str]:
         for _tok, piece in self.stream(messages, params, stats, raw):
             if piece:
                 yield piece

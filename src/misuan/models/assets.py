@@ -32,9 +32,7 @@ def smollm2_gguf_path() -> Path:
             path = Path(str(dist.locate_file(entry))).resolve()
             if path.is_file():
                 return path
-    raise ConfigError(
-        f"{SMOLLM2_DISTRIBUTION} is installed but {SMOLLM2_FILENAME} is missing; reinstall: {SMOLLM2_INSTALL_HINT}"
-    )
+    raise ConfigError(f"{SMOLLM2_DISTRIBUTION} is installed but {SMOLLM2_FILENAME} is missing; reinstall: {SMOLLM2_INSTALL_HINT}")
 
 
 def smollm2_available() -> bool:

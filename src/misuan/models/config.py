@@ -75,9 +75,7 @@ class LlamaConfig:
             if not isinstance(getattr(self, name), bool):
                 raise InvalidInput(f"model config: {name} must be true or false")
         if self.n_heads % self.n_kv_heads:
-            raise InvalidInput(
-                f"model config: n_heads ({self.n_heads}) must be a multiple of n_kv_heads ({self.n_kv_heads})"
-            )
+            raise InvalidInput(f"model config: n_heads ({self.n_heads}) must be a multiple of n_kv_heads ({self.n_kv_heads})")
         if self.head_dim % 2:
             raise InvalidInput(f"model config: head_dim must be even for RoPE, got {self.head_dim}")
         if self.family not in SUPPORTED_FAMILIES:

@@ -51,9 +51,7 @@ class PlainLlama:
         """An empty cache (default: the model's full context)."""
         return init_cache(self.cfg, max_len or self.cfg.max_seq_len)
 
-    def prefill(
-        self, tokens: Sequence[int], cache: KVCache, pos: int = 0, *, last_only: bool = False
-    ) -> tuple[np.ndarray, KVCache]:
+    def prefill(self, tokens: Sequence[int], cache: KVCache, pos: int = 0, *, last_only: bool = False) -> tuple[np.ndarray, KVCache]:
         """Logits for ``tokens`` placed at ``pos`` (``(T, V)``, or ``(V,)`` if ``last_only``)."""
         n = len(tokens)
         if n == 0:

@@ -192,9 +192,7 @@ def load_gguf(path: str | Path) -> tuple[LlamaConfig, Params, Tokenizer]:
     def qk(name: str, heads: int) -> np.ndarray:
         w = get(name)
         if w.shape[0] != heads * cfg.head_dim:
-            raise InvalidInput(
-                f"{path.name}: GGUF tensor {name} has {w.shape[0]} rows, expected {heads * cfg.head_dim}"
-            )
+            raise InvalidInput(f"{path.name}: GGUF tensor {name} has {w.shape[0]} rows, expected {heads * cfg.head_dim}")
         return unpermute_qk(w, heads) if permuted else w
 
     layers = []

@@ -77,9 +77,7 @@ def _vocab(tokens: list[str]) -> dict[str, int]:
 def _gpt2_backend(meta: Mapping[str, Any], tokens: list[str]) -> tokenizers.Tokenizer:
     merges = [_split_merge(m) for m in meta.get("tokenizer.ggml.merges", [])]
     pre, ignore_merges = _pre_tokenizer(str(meta.get("tokenizer.ggml.pre", "default")))
-    bpe = models.BPE(
-        vocab=_vocab(tokens), merges=merges, fuse_unk=False, byte_fallback=False, ignore_merges=ignore_merges
-    )
+    bpe = models.BPE(vocab=_vocab(tokens), merges=merges, fuse_unk=False, byte_fallback=False, ignore_merges=ignore_merges)
     backend = tokenizers.Tokenizer(bpe)
     backend.pre_tokenizer = pre
     backend.decoder = decoders.ByteLevel()

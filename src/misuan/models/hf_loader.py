@@ -204,9 +204,7 @@ def load_hf_tokenizer(directory: str | Path) -> Tokenizer:
             for i in value if isinstance(value, list) else [value]:
                 if isinstance(i, int) and not isinstance(i, bool):
                     eos_ids.add(i)
-    return Tokenizer(
-        backend, chat_template=_chat_template(directory, tok_cfg), bos_token=bos, eos_token=eos, eos_ids=eos_ids
-    )
+    return Tokenizer(backend, chat_template=_chat_template(directory, tok_cfg), bos_token=bos, eos_token=eos, eos_ids=eos_ids)
 
 
 def load_hf_config(directory: str | Path) -> LlamaConfig:

@@ -333,9 +333,7 @@ def prefill(
     return _forward_jit(params, tokens, cache, jnp.int32(pos), jnp.int32(n), cfg=cfg, ops=ops, last_only=last_only)
 
 
-def decode_step(
-    params: Params, cfg: LlamaConfig, token: int, cache: KVCache, pos: int, ops: LlamaOps = PLAIN_OPS
-) -> tuple[Array, KVCache]:
+def decode_step(params: Params, cfg: LlamaConfig, token: int, cache: KVCache, pos: int, ops: LlamaOps = PLAIN_OPS) -> tuple[Array, KVCache]:
     """One token at position ``pos`` -> ``(logits (V,), cache)`` (cache donated)."""
     logits, cache = prefill(params, cfg, jnp.asarray([token], jnp.int32), cache, pos, ops)
     return logits[0], cache

@@ -98,9 +98,7 @@ class Tokenizer:
 
     # --- chat ----------------------------------------------------------------------------
 
-    def apply_chat_template(
-        self, messages: Sequence[Mapping[str, Any]], add_generation_prompt: bool = True, **extra: Any
-    ) -> str:
+    def apply_chat_template(self, messages: Sequence[Mapping[str, Any]], add_generation_prompt: bool = True, **extra: Any) -> str:
         """Render the model's chat template (HF semantics) to a prompt string.
 
         Raises:

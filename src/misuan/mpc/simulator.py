@@ -35,9 +35,7 @@ from spu.utils import frontend as spu_fe
 from misuan.errors import ComputeError, ConfigError
 
 #: Parties each protocol runs with by default (ABY3 needs exactly 3, CHEETAH exactly 2).
-DEFAULT_WORLD_SIZE: Mapping[str, int] = MappingProxyType(
-    {"ABY3": 3, "CHEETAH": 2, "SEMI2K": 2, "REF2K": 1}
-)
+DEFAULT_WORLD_SIZE: Mapping[str, int] = MappingProxyType({"ABY3": 3, "CHEETAH": 2, "SEMI2K": 2, "REF2K": 1})
 _FIXED_WORLD_SIZE: Mapping[str, int] = MappingProxyType({"ABY3": 3, "CHEETAH": 2})
 
 # RuntimeConfig fields whose values are enums: option name -> enum class.

@@ -268,7 +268,9 @@ def create_app(service: NodeService) -> FastAPI:
         return rts.link_and_load(who, name, req.version, rid, req.addresses)
 
     @app.put("/v1/models/{owner}/{name}/runtime/{rid}/requests/{req_id}/vars/{var}")
-    async def runtime_put(rid: str, req_id: str, var: str, version: Version, request: Request, who: str = Depends(principal), name: str = Depends(model_ref)):
+    async def runtime_put(
+        rid: str, req_id: str, var: str, version: Version, request: Request, who: str = Depends(principal), name: str = Depends(model_ref)
+    ):
         data = await body_bytes(request)
         await run_in_threadpool(rts.put_input, who, name, version, rid, req_id, var, data)
         return {"name": var, "bytes": len(data)}
@@ -346,6 +348,7 @@ def create_app(service: NodeService) -> FastAPI:
     @app.delete("/v1/datasets/{name}/grants/{to}")
     def dataset_revoke(name: str, to: str, who: str = Depends(principal)):
         return {"revoked": ds.revoke(who, name, to)}
+
     @app.get("/v1/audit/head", response_model=S.AuditHead)
     def audit_head():
         # No principal: peers fetch it to cross-record heads; it shows a row count and a hash, signed.

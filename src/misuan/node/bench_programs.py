@@ -30,8 +30,11 @@ def _store_hf(specs, config: dict, params: dict) -> NodeProgram:
     shapes = weight_shapes(cfg)
     resident, unstack = resident_weights([(m, shapes[m]) for m in mats], stacked=True)
     prog = compile_program(
-        lambda *ws: fn(*unstack(ws)), [jax.ShapeDtypeStruct(s, jnp.float32) for _, s in resident], name="bench.store_hf",
-        input_names=[weight_var(r) for r, _ in resident], output_names=[weight_var(f"hf:{m}") for m in mats],
+        lambda *ws: fn(*unstack(ws)),
+        [jax.ShapeDtypeStruct(s, jnp.float32) for _, s in resident],
+        name="bench.store_hf",
+        input_names=[weight_var(r) for r, _ in resident],
+        output_names=[weight_var(f"hf:{m}") for m in mats],
     )
     return NodeProgram(prog, (), (), "grantee")
 
@@ -63,8 +66,11 @@ def _puma(specs, config: dict, params: dict) -> NodeProgram:
         return forward(*(w for w, _ in pairs), a[n])
 
     prog = compile_program(
-        fn, specs_, name=f"bench.puma.T{T}",
-        input_names=[weight_var(r) for r, _ in resident] + [request_var(REQ, "x")], output_names=[request_var(REQ, "id")],
+        fn,
+        specs_,
+        name=f"bench.puma.T{T}",
+        input_names=[weight_var(r) for r, _ in resident] + [request_var(REQ, "x")],
+        output_names=[request_var(REQ, "id")],
     )
     return NodeProgram(prog, CLIENT_INPUTS, ("id",), "grantee", client_inputs=CLIENT_INPUTS)
 

@@ -164,7 +164,9 @@ class DatasetRegistry:
                 raise Conflict(f"you already have a dataset {name!r} on this node (register it again with replace)")
             conn.execute("INSERT OR REPLACE INTO datasets VALUES (?,?,?,?,?,?)", (who, name, str(real), sha, size, time.time()))
         self.audit.append(
-            "dataset.register", asset=f"dataset:{who}/{name}", requester=who,
+            "dataset.register",
+            asset=f"dataset:{who}/{name}",
+            requester=who,
             detail={"sha256": sha, "bytes": size, "replaced": bool(exists)},
         )
         return {**self._public(Dataset(who, name, real, sha, size)), "path": str(real)}
@@ -225,7 +227,12 @@ class DatasetRegistry:
         ds, grant = self._usable(who, owner or who, name)
         if grant is None:
             grants = self.db.query("SELECT principal, receive FROM dataset_grants WHERE owner=? AND name=? ORDER BY principal", (who, name))
-            return {**self._public(ds), "access": "owner", "path": str(ds.path), "grants": [{"to": p, "receive": bool(r)} for p, r in grants]}
+            return {
+                **self._public(ds),
+                "access": "owner",
+                "path": str(ds.path),
+                "grants": [{"to": p, "receive": bool(r)} for p, r in grants],
+            }
         return {**self._public(ds), "access": "receive" if grant else "use"}
 
     def resolve(self, who: str, ref: str) -> tuple[Dataset, bool]:

@@ -71,7 +71,7 @@ class _HeadCheck:
     def feed(self, data: bytes | memoryview) -> None:
         if self.done:
             return
-        self.buf += data[: 4096]
+        self.buf += data[:4096]
         if len(self.buf) < 8:
             return
         magic = bytes(self.buf[:4])
@@ -250,9 +250,7 @@ class ModelRegistry:
             conn.execute("INSERT INTO public_blobs VALUES (?,?,?,?)", (name, version, "tokenizer", spec["tokenizer"]))
             conn.execute("DELETE FROM upload_tensors WHERE upload=?", (uid,))
             conn.execute("DELETE FROM uploads WHERE id=?", (uid,))
-        self.audit.append(
-            "model.publish", asset=f"{name}@{version}", requester=principal, bytes_in=total, detail={"tensors": len(rows)}
-        )
+        self.audit.append("model.publish", asset=f"{name}@{version}", requester=principal, bytes_in=total, detail={"tensors": len(rows)})
         return {"name": name, "version": version, "bytes": total}
 
     def abort(self, uid: str, principal: str | None, reason: str = "aborted") -> None:
@@ -295,8 +293,15 @@ class ModelRegistry:
             if principal in (owner, ADMIN) or self.can_use(principal, name):
                 cfg = json.loads(config)
                 out.append(
-                    {**model_fields(name), "version": version, "kind": kind, "created": created,
-                     "share_bytes": size, "params": cfg.get("n_params"), "architecture": cfg.get("family", kind)}
+                    {
+                        **model_fields(name),
+                        "version": version,
+                        "kind": kind,
+                        "created": created,
+                        "share_bytes": size,
+                        "params": cfg.get("n_params"),
+                        "architecture": cfg.get("family", kind),
+                    }
                 )
         return out
 
@@ -315,8 +320,14 @@ class ModelRegistry:
         ]
         versions = [r[0] for r in self.db.query("SELECT version FROM assets WHERE name=? AND state='ready' ORDER BY version", (name,))]
         info = {
-            **model_fields(name), "version": version, "versions": versions, "kind": kind, "created": created,
-            "share_bytes": size, "config": json.loads(config), "tensors": tensors,
+            **model_fields(name),
+            "version": version,
+            "versions": versions,
+            "kind": kind,
+            "created": created,
+            "share_bytes": size,
+            "config": json.loads(config),
+            "tensors": tensors,
         }
         if principal == owner:
             info["grants"] = [r[0] for r in self.db.query("SELECT principal FROM grants WHERE asset=? ORDER BY principal", (name,))]

@@ -57,9 +57,14 @@ class ProgramCache:
             return None
         prog = Program(m["name"], data, tuple(m["inputs"]), tuple(m["outputs"]), None, tuple())
         return NodeProgram(
-            prog, tuple(m["request_inputs"]), tuple(m["revealable"]), m["who"],
-            client_inputs=tuple(m["client_inputs"]), node_inputs=tuple((n, tuple(sh)) for n, sh in m["node_inputs"]),
-            check=m["check"], client_specs=tuple((n, tuple(sh), dt) for n, sh, dt in m["client_specs"]),
+            prog,
+            tuple(m["request_inputs"]),
+            tuple(m["revealable"]),
+            m["who"],
+            client_inputs=tuple(m["client_inputs"]),
+            node_inputs=tuple((n, tuple(sh)) for n, sh in m["node_inputs"]),
+            check=m["check"],
+            client_specs=tuple((n, tuple(sh), dt) for n, sh, dt in m["client_specs"]),
         )
 
     def put(self, key: str, np_: NodeProgram) -> None:
@@ -67,9 +72,16 @@ class ProgramCache:
         p = np_.program
         atomic_write(self.dir / f"{key}.exe", p.executable, 0o644)
         meta = {
-            "name": p.name, "sha256": p.sha256, "inputs": list(p.input_names), "outputs": list(p.output_names),
-            "request_inputs": list(np_.request_inputs), "revealable": list(np_.revealable), "who": np_.who,
-            "client_inputs": list(np_.client_inputs), "node_inputs": [[n, list(sh)] for n, sh in np_.node_inputs],
-            "check": np_.check, "client_specs": [[n, list(sh), dt] for n, sh, dt in np_.client_specs],
+            "name": p.name,
+            "sha256": p.sha256,
+            "inputs": list(p.input_names),
+            "outputs": list(p.output_names),
+            "request_inputs": list(np_.request_inputs),
+            "revealable": list(np_.revealable),
+            "who": np_.who,
+            "client_inputs": list(np_.client_inputs),
+            "node_inputs": [[n, list(sh)] for n, sh in np_.node_inputs],
+            "check": np_.check,
+            "client_specs": [[n, list(sh), dt] for n, sh, dt in np_.client_specs],
         }
         atomic_write(self.dir / f"{key}.json", json.dumps(meta).encode(), 0o644)

@@ -66,6 +66,8 @@ def request_var(request: str, name: str) -> str:
 
 
 _LAYER_TENSOR = re.compile(r"layers\.(\d+)\.(.+)")
+
+
 def client_may_upload(var: str, bench: bool = False) -> bool:
     """Whether ``var`` names a request input a client may upload to some program (the
     prompt's digits; a benchmark's input on a node with benchmarks on). Noise,
@@ -174,15 +176,12 @@ def _verify(specs: list[tuple[str, tuple[int, ...]]], stacked: bool) -> NodeProg
                 ys.append(jnp.dot(jnp.dot(u, w), v))
         return jnp.stack(ys)  # (n_tensors,) secret
 
-    arg_specs = [jax.ShapeDtypeStruct(s, jnp.float32) for _, s in resident] + [
-        jax.ShapeDtypeStruct(s, jnp.float32) for _, s in probe_specs
-    ]
+    arg_specs = [jax.ShapeDtypeStruct(s, jnp.float32) for _, s in resident] + [jax.ShapeDtypeStruct(s, jnp.float32) for _, s in probe_specs]
     from spu import libspu
 
     names = [weight_var(t) for t, _ in resident] + [request_var(REQ, p) for p, _ in probe_specs]
     vis = [libspu.Visibility.VIS_SECRET] * n + [libspu.Visibility.VIS_PUBLIC] * len(probe_specs)
-    prog = compile_program(fn, arg_specs, name="model.verify", input_names=names, output_names=[request_var(REQ, "y")],
-                           visibility=vis)
+    prog = compile_program(fn, arg_specs, name="model.verify", input_names=names, output_names=[request_var(REQ, "y")], visibility=vis)
     probes = tuple(p for p, _ in probe_specs)
     return NodeProgram(prog, probes, ("y",), "owner", node_inputs=tuple(probe_specs))
 
@@ -208,7 +207,10 @@ def _from_spec(name: str, spec, cfg, *, weights: list[str] | None = None, weight
     out_names = [weight_var(o) if weight_outputs else request_var(REQ, o) for o in spec.outputs]
     prog = compile_program(spec.fn, arg_specs, name=name, input_names=in_names, output_names=out_names, visibility=vis)
     return NodeProgram(
-        prog, tuple(i.name for i in spec.inputs), spec.revealable, "grantee",
+        prog,
+        tuple(i.name for i in spec.inputs),
+        spec.revealable,
+        "grantee",
         client_inputs=tuple(i.name for i in spec.inputs if i.source == "client"),
         node_inputs=tuple((i.name, i.shape) for i in spec.inputs if i.source == "node"),
         check=spec.check,

@@ -144,19 +144,28 @@ class PsiJobs:
         try:
             job.proc = subprocess.Popen(
                 [sys.executable, "-m", "misuan.psi._party", str(job.dir / "request.json")],
-                cwd=job.dir, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                env={**os.environ, "TMPDIR": str(job.dir)}, start_new_session=True, preexec_fn=set_pdeathsig,
+                cwd=job.dir,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                env={**os.environ, "TMPDIR": str(job.dir)},
+                start_new_session=True,
+                preexec_fn=set_pdeathsig,
             )
         finally:
             log.close()
         job.state = "running"
-        self.audit.append("psi.start", asset=f"psi:{jid}", requester=principal, detail={**self._input_detail(job), "protocol": job.spec.protocol})
+        self.audit.append(
+            "psi.start", asset=f"psi:{jid}", requester=principal, detail={**self._input_detail(job), "protocol": job.spec.protocol}
+        )
         return {"started": True}
 
     @staticmethod
     def _input_detail(job: PsiJob) -> dict:
         return {
-            "rank": job.rank, "dataset": job.dataset.ref, "input_sha256": job.dataset.sha256,
+            "rank": job.rank,
+            "dataset": job.dataset.ref,
+            "input_sha256": job.dataset.sha256,
             "receives": job.spec.receives(job.rank),
         }
 
@@ -187,18 +196,29 @@ class PsiJobs:
         try:
             job.outcome = json.loads((job.dir / "result.json").read_text())
         except (OSError, ValueError):
-            job.outcome = {"ok": False, "error": {"type": "ComputeError", "message": "the PSI peer was lost (the party process stopped without a result)"}}
+            job.outcome = {
+                "ok": False,
+                "error": {"type": "ComputeError", "message": "the PSI peer was lost (the party process stopped without a result)"},
+            }
         job.state = "done" if job.outcome.get("ok") else "failed"
         self.sessions.release_port(job.port)
         res = job.outcome.get("result", {}) if job.outcome.get("ok") else {}
         self.audit.append(
-            "psi.job", asset=f"psi:{job.id}", requester=job.principal, status=job.state,
-            bytes_in=int(res.get("bytes_received") or 0), bytes_out=int(res.get("bytes_sent") or 0),
+            "psi.job",
+            asset=f"psi:{job.id}",
+            requester=job.principal,
+            status=job.state,
+            bytes_in=int(res.get("bytes_received") or 0),
+            bytes_out=int(res.get("bytes_sent") or 0),
             detail={
-                **self._input_detail(job), "protocol": job.spec.protocol, "join": job.spec.join,
+                **self._input_detail(job),
+                "protocol": job.spec.protocol,
+                "join": job.spec.join,
                 "snapshot_sha256": res.get("input_sha256"),
-                "input_rows": res.get("input_rows"), "intersection": res.get("intersection_keys"),
-                "output_rows": res.get("output_rows"), "seconds": res.get("seconds"),
+                "input_rows": res.get("input_rows"),
+                "intersection": res.get("intersection_keys"),
+                "output_rows": res.get("output_rows"),
+                "seconds": res.get("seconds"),
             },
         )
         shutil.rmtree(job.dir / "work", ignore_errors=True)

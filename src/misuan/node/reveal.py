@@ -28,8 +28,11 @@ def reveal_declared_output(sessions: SessionManager, sess: Session, name: str, r
         raise NotFound("unknown variable")
     data = sessions.unsafe_read_share(sess, name)
     sessions.audit.append(
-        "model.output.get" if sess.internal else "session.var.get", asset=sess.kind, requester=requester,
-        bytes_out=len(data), detail={"session": sess.id, "var": name},
+        "model.output.get" if sess.internal else "session.var.get",
+        asset=sess.kind,
+        requester=requester,
+        bytes_out=len(data),
+        detail={"session": sess.id, "var": name},
     )
     return data
 

@@ -171,7 +171,9 @@ class ModelRuntimes:
         rt.loaded_at = time.time()
         rt.state = "ready"
         self.audit.append(
-            "model.runtime.load", asset=f"{name}@{version}", requester=principal,
+            "model.runtime.load",
+            asset=f"{name}@{version}",
+            requester=principal,
             detail={"runtime": rid, "tensors": n_tensors, "seconds": round(rt.load_seconds, 2)},
         )
         return {"link_seconds": link_s, "load_seconds": rt.load_seconds, "tensors": n_tensors}
@@ -275,8 +277,9 @@ class ModelRuntimes:
         meta = RS.upload_meta(data)
         self._request(rt, principal, request, create=True)
         self.sessions.set_var(rt.session, P.request_var(request, var), data)
-        self.audit.append("model.request.put", asset=f"{name}@{version}", requester=principal, bytes_in=len(data),
-                          detail={"request": request, "var": var})
+        self.audit.append(
+            "model.request.put", asset=f"{name}@{version}", requester=principal, bytes_in=len(data), detail={"request": request, "var": var}
+        )
         state = rt.states.setdefault(request, RS.RequestState())
         state.origin[var], state.uploads[var] = "client", meta
 
@@ -301,16 +304,25 @@ class ModelRuntimes:
         try:
             res = self.sessions.run(rt.session, np_.program.executable, np_.program.sha256, request=request)
         except MisuanError as exc:
-            self.audit.append(f"model.run.{program}", asset=f"{name}@{version}", requester=principal, status="failed",
-                              detail={"request": request, "error": type(exc).__name__})
+            self.audit.append(
+                f"model.run.{program}",
+                asset=f"{name}@{version}",
+                requester=principal,
+                status="failed",
+                detail={"request": request, "error": type(exc).__name__},
+            )
             raise
         for out in res["outputs"]:
             state.origin[out.rsplit(":", 1)[-1]] = "node"
         detail = {"request": request, "send_bytes": res.get("send_bytes", 0), "seconds": round(res["seconds"], 3)}
         if np_.check is not None and not self.sessions.reveal_flag(rt.session, P.request_var(request, np_.check)):
             self.end_request(principal, name, version, rid, request)
-            self.audit.append(f"model.run.{program}", asset=f"{name}@{version}", requester=principal, detail={**detail, "refused": np_.check})
-            raise InvalidInput(f"{program}: request inputs failed the check {np_.check!r} (each prompt row must be one token); request dropped")
+            self.audit.append(
+                f"model.run.{program}", asset=f"{name}@{version}", requester=principal, detail={**detail, "refused": np_.check}
+            )
+            raise InvalidInput(
+                f"{program}: request inputs failed the check {np_.check!r} (each prompt row must be one token); request dropped"
+            )
         RS.after_run(program, state, params, sampling, step)
         for out in np_.revealable:
             rt.session.readable.add(P.request_var(request, out))  # declared: reveal.py may return it
@@ -371,9 +383,18 @@ class ModelRuntimes:
         for (name, version), rt in list(self._rt.items()):
             if rt.session.state in ("closed", "failed"):
                 continue
-            out.append({"name": name, "version": version, "runtime_id": rt.id, "state": rt.state,
-                        "load_seconds": round(rt.load_seconds, 2), "requests": len(rt.requests), "pid": rt.session.worker.pid,
-                        "rss_bytes": _rss(rt.session.worker.pid)})
+            out.append(
+                {
+                    "name": name,
+                    "version": version,
+                    "runtime_id": rt.id,
+                    "state": rt.state,
+                    "load_seconds": round(rt.load_seconds, 2),
+                    "requests": len(rt.requests),
+                    "pid": rt.session.worker.pid,
+                    "rss_bytes": _rss(rt.session.worker.pid),
+                }
+            )
         return out
 
     def check_alive(self) -> None:

@@ -104,7 +104,9 @@ class NodeService:
         ]
         assets = [
             {**model_fields(n), "version": v, "kind": k, "state": st, "size_bytes": b}
-            for n, v, k, st, b in self.db.query("SELECT name, version, kind, state, size_bytes FROM assets WHERE state='ready' ORDER BY name, version")
+            for n, v, k, st, b in self.db.query(
+                "SELECT name, version, kind, state, size_bytes FROM assets WHERE state='ready' ORDER BY name, version"
+            )
             if admin or self.models.can_use(who, n)
         ]
         resident = [{**r, **model_fields(r["name"])} for r in self.runtimes.resident() if admin or self.models.can_use(who, r["name"])]

@@ -52,8 +52,6 @@ def check_client_var_name(name: str) -> str:
     return name
 
 
-
-
 class WorkerHandle:
     """A session worker process (forked by the zygote) and its channel. One command at a time."""
 
@@ -396,8 +394,9 @@ class SessionManager:
         sess.held.add(name)
         if not sess.internal:
             sess.readable.add(name)
-            self.audit.append("session.var.put", asset=sess.kind, requester=sess.principal, bytes_in=len(data),
-                              detail={"session": sess.id, "var": name})
+            self.audit.append(
+                "session.var.put", asset=sess.kind, requester=sess.principal, bytes_in=len(data), detail={"session": sess.id, "var": name}
+            )
 
     def set_public(self, sess: Session, name: str, array) -> None:
         """Set a PUBLIC variable from a value this node computed (never client bytes)."""
@@ -468,8 +467,13 @@ class SessionManager:
             reply, _ = self._call(sess, header, program, timeout=None)
         except MisuanError as exc:
             if request is None:  # a node program's failure is audited by its caller
-                self.audit.append("session.run", asset=sess.kind, requester=sess.principal, status="failed",
-                                  detail={"session": sess.id, "program": sha256, "error": type(exc).__name__})
+                self.audit.append(
+                    "session.run",
+                    asset=sess.kind,
+                    requester=sess.principal,
+                    status="failed",
+                    detail={"session": sess.id, "program": sha256, "error": type(exc).__name__},
+                )
             raise
         finally:
             if sess.state == "running":
@@ -478,8 +482,12 @@ class SessionManager:
         sess.held.update(names_out)
         if request is None:
             sess.readable.update(names_out)
-            self.audit.append("session.run", asset=sess.kind, requester=sess.principal,
-                              detail={"session": sess.id, "program": sha256, "send_bytes": reply.get("send_bytes", 0)})
+            self.audit.append(
+                "session.run",
+                asset=sess.kind,
+                requester=sess.principal,
+                detail={"session": sess.id, "program": sha256, "send_bytes": reply.get("send_bytes", 0)},
+            )
         reply.pop("ok", None)
         reply["outputs"] = names_out
         return reply
@@ -538,8 +546,13 @@ class SessionManager:
                 idle_out = not s.internal and now - s.last_used > idle
                 if dead or (idle_out and not s.busy.locked()):
                     try:
-                        self.close(s.id, s.principal, status="failed" if dead else "ok",
-                                   reason="worker exited" if dead else "idle timeout", internal=s.internal)
+                        self.close(
+                            s.id,
+                            s.principal,
+                            status="failed" if dead else "ok",
+                            reason="worker exited" if dead else "idle timeout",
+                            internal=s.internal,
+                        )
                     except NotFound:
                         pass
 

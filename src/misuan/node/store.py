@@ -125,9 +125,7 @@ class ShareStore:
                 if self.read(KEYCHECK) != b"misuan-key-check":
                     raise IntegrityError("key check mismatch")
             except IntegrityError:
-                raise ConfigError(
-                    f"storage key does not open this node's share store ({self.root}); wrong node key"
-                ) from None
+                raise ConfigError(f"storage key does not open this node's share store ({self.root}); wrong node key") from None
         else:
             self.root.mkdir(parents=True, exist_ok=True)
             self.write(KEYCHECK, b"misuan-key-check")

@@ -118,7 +118,9 @@ class AuditWitness:
         if int(body.get("last_op_seq", head.seq)) <= last_seq:
             return False  # only peer-head rows since the last record: nothing new to witness
         self.audit.append(
-            PEER_HEAD_OP, asset=f"party:{peer.id}", requester="system",
+            PEER_HEAD_OP,
+            asset=f"party:{peer.id}",
+            requester="system",
             detail={"peer": peer.id, "seq": head.seq, "hash": head.hash, "ts_ms": head.ts_ms, "signature": head.signature},
         )
         return True
@@ -132,7 +134,9 @@ class AuditWitness:
             if not row:
                 with self.db.tx() as conn:
                     conn.execute("INSERT OR IGNORE INTO peer_keys VALUES (?,?,?)", (peer.id, served, time.time()))
-                self.audit.append("audit.peer_key", asset=f"party:{peer.id}", requester="system", detail={"peer": peer.id, "public_key": served})
+                self.audit.append(
+                    "audit.peer_key", asset=f"party:{peer.id}", requester="system", detail={"peer": peer.id, "public_key": served}
+                )
                 return served
             pinned = row[0][0]
         if served != pinned:
@@ -154,7 +158,9 @@ class AuditWitness:
             return
         self._flagged.add((peer.id, what))
         log.error("audit head of %s is inconsistent: %s", peer.id, what.split("-")[0])
-        self.audit.append(PEER_HEAD_OP, asset=f"party:{peer.id}", requester="system", status="inconsistent", detail={"peer": peer.id, **detail})
+        self.audit.append(
+            PEER_HEAD_OP, asset=f"party:{peer.id}", requester="system", status="inconsistent", detail={"peer": peer.id, **detail}
+        )
 
 
 # ---------------------------------------------------------------- receipts
@@ -175,6 +181,7 @@ class ReceiptMiddleware:
         path = scope.get("path", "") if scope["type"] == "http" else ""
         if not path.startswith("/v1/") or path in _NO_RECEIPT:
             return await self.app(scope, receive, send)
+
         async def send_with_receipt(message):
             if message["type"] == "http.response.start" and message["status"] < 400:
                 head = await run_in_threadpool(self.witness.signed_head)

@@ -23,9 +23,7 @@ from pathlib import Path
 
 from . import _ipc
 
-_LINK_RE = re.compile(
-    r"Link details: total send bytes (\d+), recv bytes (\d+), send actions (\d+), recv actions (\d+)"
-)
+_LINK_RE = re.compile(r"Link details: total send bytes (\d+), recv bytes (\d+), send actions (\d+), recv actions (\d+)")
 
 
 class _Worker:

@@ -73,9 +73,7 @@ def _data_rows(reader: Any, width: int) -> Iterator[list[str]]:
                 if width == 1:
                     yield [""]
                 continue
-            raise InvalidInput(
-                f"line {reader.line_num} has {len(row)} fields but the header has {width}"
-            )
+            raise InvalidInput(f"line {reader.line_num} has {len(row)} fields but the header has {width}")
         yield row
 
 
@@ -122,9 +120,7 @@ def _line_blocks(raw: io.BufferedReader) -> Iterator[list[str]]:
         yield [_decode(carry).removesuffix("\r")]
 
 
-def _plain_batches(
-    blocks: Iterator[list[str]], first: list[str], width: int
-) -> Iterator[list[str]]:
+def _plain_batches(blocks: Iterator[list[str]], first: list[str], width: int) -> Iterator[list[str]]:
     """Validated data lines, block by block (``first``: the data lines of block one)."""
     commas = width - 1
     line_no = 2  # line 1 is the header
@@ -136,9 +132,7 @@ def _plain_batches(
                 if count == commas:
                     kept.append(line)
                 elif line:
-                    raise InvalidInput(
-                        f"line {line_no + offset} has {count + 1} fields but the header has {width}"
-                    )
+                    raise InvalidInput(f"line {line_no + offset} has {count + 1} fields but the header has {width}")
             lines = kept
         line_no += len(counts)
         if lines:

@@ -45,10 +45,7 @@ class LibpsiReport:
 def check_shell_safe(path: Path) -> None:
     """libpsi interpolates paths into a shell command: allow only ``[A-Za-z0-9_./+-]``."""
     if not _SHELL_SAFE.match(str(path)):
-        raise ConfigError(
-            "the PSI job directory must be an absolute path of [A-Za-z0-9_./+-] characters "
-            "(libpsi passes it to a shell)"
-        )
+        raise ConfigError("the PSI job directory must be an absolute path of [A-Za-z0-9_./+-] characters (libpsi passes it to a shell)")
 
 
 @contextmanager

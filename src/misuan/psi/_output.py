@@ -41,10 +41,7 @@ def read_intersection(libpsi_output: Path, prepared: PreparedInput) -> np.ndarra
     else:
         found = decode_tokens([line.strip(b'"\r') for line in body.split(b"\n") if line.strip()])
     index = np.searchsorted(prepared.unique_keys, found)
-    if len(found) and (
-        index.max() >= len(prepared.unique_keys)
-        or not np.array_equal(prepared.unique_keys[index], found)
-    ):
+    if len(found) and (index.max() >= len(prepared.unique_keys) or not np.array_equal(prepared.unique_keys[index], found)):
         raise ComputeError("libpsi returned a key that is not in this party's input")
     return index
 
@@ -76,8 +73,7 @@ def check_output_path(output: Path, input_csv: Path) -> None:
         raise InvalidInput("output path cannot be resolved") from None
 
 
-def _write_plain(stream: io.TextIOBase, snapshot: Snapshot, states: bytes, join: str,
-                 on_progress: Callable[[float], None] | None) -> int:
+def _write_plain(stream: io.TextIOBase, snapshot: Snapshot, states: bytes, join: str, on_progress: Callable[[float], None] | None) -> int:
     """Copy the selected raw lines of a plain CSV (byte for byte, minus CRs)."""
     size = max(1, snapshot.size)
     written = row = 0
@@ -92,11 +88,7 @@ def _write_plain(stream: io.TextIOBase, snapshot: Snapshot, states: bytes, join:
             elif join == "difference":
                 chosen = [line for line, state in zip(lines, batch) if state == NOT_MATCHED]
             else:
-                chosen = [
-                    line + (",1" if state == MATCHED else ",0")
-                    for line, state in zip(lines, batch)
-                    if state != DROPPED
-                ]
+                chosen = [line + (",1" if state == MATCHED else ",0") for line, state in zip(lines, batch) if state != DROPPED]
             if chosen:
                 stream.write("\n".join(chosen))
                 stream.write("\n")
@@ -106,8 +98,7 @@ def _write_plain(stream: io.TextIOBase, snapshot: Snapshot, states: bytes, join:
     return written
 
 
-def _write_csv(stream: io.TextIOBase, snapshot: Snapshot, states: bytes, join: str,
-               on_progress: Callable[[float], None] | None) -> int:
+def _write_csv(stream: io.TextIOBase, snapshot: Snapshot, states: bytes, join: str, on_progress: Callable[[float], None] | None) -> int:
     """Re-parse the snapshot with the csv module and write the selected rows."""
     wanted = {"inner": (MATCHED,), "left": (MATCHED, NOT_MATCHED), "difference": (NOT_MATCHED,)}[join]
     size = max(1, snapshot.size)

@@ -79,9 +79,7 @@ _CSV_BATCH_ROWS = 1 << 16
 
 
 @contextmanager
-def _key_cells(
-    snapshot: Snapshot, keys: tuple[str, ...]
-) -> Iterator[tuple[tuple[str, ...], Iterator[list], Callable[[], int]]]:
+def _key_cells(snapshot: Snapshot, keys: tuple[str, ...]) -> Iterator[tuple[tuple[str, ...], Iterator[list], Callable[[], int]]]:
     """Open the snapshot; yield (header, batches of key cells, byte position).
 
     A batch holds one entry per data row: the key cell (one key column) or the
@@ -174,10 +172,7 @@ def prepare_input(
     unique, first, inverse = np.unique(keyed, return_index=True, return_inverse=True)
     duplicates = len(keyed) - len(unique)
     if duplicates and spec.duplicates == "refuse":
-        raise InvalidInput(
-            f"{duplicates} input rows repeat the key of an earlier row "
-            "(duplicates='refuse'; use 'first' or 'all')"
-        )
+        raise InvalidInput(f"{duplicates} input rows repeat the key of an earlier row (duplicates='refuse'; use 'first' or 'all')")
     kept_rows = np.concatenate(kept)
     row_uid = np.full(rows, EMPTY_KEY, dtype=np.int64)
     row_uid[kept_rows] = inverse

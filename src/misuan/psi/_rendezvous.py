@@ -90,8 +90,7 @@ def wait_for_peer(link: PsiLink) -> float:
         while not (reached and seen):
             if time.monotonic() > deadline:
                 raise NodeTimeout(
-                    f"PSI peer (rank {link.peer_rank}) did not show up within "
-                    f"{link.connect_timeout_s:g} s",
+                    f"PSI peer (rank {link.peer_rank}) did not show up within {link.connect_timeout_s:g} s",
                     party=link.peer_rank,
                     url=link.addresses[link.peer_rank],
                 )

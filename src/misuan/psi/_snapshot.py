@@ -67,9 +67,7 @@ def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
     return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
 
 
-def snapshot_input(
-    source: Path, target: Path, on_progress: Callable[[float], None] | None = None
-) -> Snapshot:
+def snapshot_input(source: Path, target: Path, on_progress: Callable[[float], None] | None = None) -> Snapshot:
     """Copy ``source`` to ``target`` (mode 0600) and hash it.
 
     Args:

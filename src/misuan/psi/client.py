@@ -114,7 +114,14 @@ def run_psi(
     key_lists = [list(keys[n]) if isinstance(keys, dict) else list(keys) for n in names]
     specs = []
     for kl in key_lists:
-        kw = {"keys": tuple(kl), "protocol": protocol, "receiver": recv, "join": join, "duplicates": duplicates, "normalize": KeyNormalization(casefold=casefold)}
+        kw = {
+            "keys": tuple(kl),
+            "protocol": protocol,
+            "receiver": recv,
+            "join": join,
+            "duplicates": duplicates,
+            "normalize": KeyNormalization(casefold=casefold),
+        }
         if ecdh_curve:
             kw["ecdh_curve"] = ecdh_curve
         try:

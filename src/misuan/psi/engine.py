@@ -110,9 +110,7 @@ def _prepare_local(job: _Job, cancel: threading.Event) -> tuple[_snapshot.Snapsh
     """Snapshot and canonicalise this party's input (runs in a helper thread)."""
     if job.output is not None:
         _output.check_output_path(job.output, job.input_csv)
-    snapshot = _snapshot.snapshot_input(
-        job.input_csv, job.work / "input.csv", lambda f: job.tracker.set_fraction(0.2 * f)
-    )
+    snapshot = _snapshot.snapshot_input(job.input_csv, job.work / "input.csv", lambda f: job.tracker.set_fraction(0.2 * f))
     if job.expected_sha256 is not None and snapshot.sha256 != job.expected_sha256:
         raise InvalidInput("the input changed since it was registered (its SHA-256 differs); its owner must register it again")
     prepared = _prepare.prepare_input(
@@ -174,9 +172,7 @@ def _output_stage(job: _Job, done: _Exchange) -> tuple[int | None, int | None]:
         return len(found), None
     states = _output.row_states(done.prepared, found)
     try:
-        rows = _output.write_output(
-            done.snapshot, states, job.spec.join, job.output, job.tracker.set_fraction
-        )
+        rows = _output.write_output(done.snapshot, states, job.spec.join, job.output, job.tracker.set_fraction)
     except OSError as exc:
         raise ComputeError(f"writing the PSI result failed ({exc.strerror})") from None
     return len(found), rows
@@ -246,7 +242,11 @@ def run_psi_party(
     prepared, traffic = done.prepared, done.traffic
     log.info(
         "PSI job %s rank %d done: %d distinct keys, intersection %s, %.2f s",
-        link.job_id, link.self_rank, len(prepared.unique_keys), intersection_keys, tracker.elapsed(),
+        link.job_id,
+        link.self_rank,
+        len(prepared.unique_keys),
+        intersection_keys,
+        tracker.elapsed(),
     )
     return PsiPartyResult(
         job_id=link.job_id,

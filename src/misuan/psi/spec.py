@@ -119,14 +119,10 @@ class PsiSpec:
         if self.join not in JOINS:
             raise InvalidInput(f"unknown join {self.join!r}; use one of {JOINS}")
         if self.duplicates not in DUPLICATE_POLICIES:
-            raise InvalidInput(
-                f"unknown duplicate policy {self.duplicates!r}; use one of {DUPLICATE_POLICIES}"
-            )
+            raise InvalidInput(f"unknown duplicate policy {self.duplicates!r}; use one of {DUPLICATE_POLICIES}")
         if self.ecdh_curve not in ECDH_CURVES:
             raise InvalidInput(f"unknown ECDH curve {self.ecdh_curve!r}; use one of {ECDH_CURVES}")
-        if self.receiver != "both" and (
-            isinstance(self.receiver, bool) or self.receiver not in (0, 1)
-        ):
+        if self.receiver != "both" and (isinstance(self.receiver, bool) or self.receiver not in (0, 1)):
             raise InvalidInput("receiver must be 'both', 0 or 1")
         if not isinstance(self.normalize, KeyNormalization):
             raise InvalidInput("normalize must be a KeyNormalization")
@@ -235,9 +231,7 @@ class PsiLink:
             split_address(address)
         if self.addresses[0] == self.addresses[1]:
             raise InvalidInput("the two PSI parties need different addresses")
-        if self.recv_timeout_ms is not None and (
-            not isinstance(self.recv_timeout_ms, int) or self.recv_timeout_ms < 1000
-        ):
+        if self.recv_timeout_ms is not None and (not isinstance(self.recv_timeout_ms, int) or self.recv_timeout_ms < 1000):
             raise InvalidInput("recv_timeout_ms must be an integer >= 1000")
         if not (isinstance(self.connect_timeout_s, (int, float)) and self.connect_timeout_s > 0):
             raise InvalidInput("connect_timeout_s must be positive")

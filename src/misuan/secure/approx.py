@@ -70,9 +70,7 @@ SILU_G_COEFFS: tuple[float, ...] = (
 )
 
 
-def chebyshev_fit(
-    fn: Callable[[np.ndarray], np.ndarray], lo: float, hi: float, degree: int
-) -> tuple[float, ...]:
+def chebyshev_fit(fn: Callable[[np.ndarray], np.ndarray], lo: float, hi: float, degree: int) -> tuple[float, ...]:
     """Plaintext helper: monomial coefficients in z = (2x - lo - hi)/(hi - lo) of the
     degree-``degree`` Chebyshev interpolant of ``fn`` on [lo, hi]."""
     cheb = np.polynomial.chebyshev
@@ -94,6 +92,7 @@ def _estrin_block_log2(n_coeffs: int) -> int:
     Blocks of 2^j need j rounds of products for the powers up to z^(2^j) (each round
     doubles the known powers) and one Horner round per block after the first; a
     single block needs powers only up to the degree. Ties go to the smaller block."""
+
     def rounds(j: int) -> int:
         blocks = -(-n_coeffs // 2**j)
         return max(1, (n_coeffs - 2).bit_length()) if blocks == 1 else j + blocks - 1
@@ -132,9 +131,7 @@ def estrin(z: jax.Array, coeffs: Sequence[float]) -> jax.Array:
     return acc
 
 
-def poly_on_interval(
-    x: jax.Array, lo: float, hi: float, coeffs: Sequence[float]
-) -> jax.Array:
+def poly_on_interval(x: jax.Array, lo: float, hi: float, coeffs: Sequence[float]) -> jax.Array:
     """Evaluate a ``chebyshev_fit`` polynomial at x (x must lie in [lo, hi])."""
     z = x * (2.0 / (hi - lo)) - (lo + hi) / (hi - lo)  # affine map to [-1, 1]
     return estrin(z, coeffs)

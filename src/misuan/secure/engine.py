@@ -300,7 +300,8 @@ def prefill_spec(cfg: LlamaConfig, T: int, S: int, ops: LlamaOps | None = None) 
 
     hi_name, lo_name = CLIENT_INPUTS
     inputs = (
-        Input(hi_name, (T, n_hi), "client", "int32"), Input(lo_name, (T, base), "client", "int32"),
+        Input(hi_name, (T, n_hi), "client", "int32"),
+        Input(lo_name, (T, base), "client", "int32"),
         Input("gumbel", (V,), "node"),
     )
     return ProgramSpec(prefill, inputs, ("tok", "id", "k", "v", "mask", "ok"), ("id",), check="ok")
@@ -325,8 +326,12 @@ def decode_spec(cfg: LlamaConfig, S: int, ops: LlamaOps | None = None) -> Progra
         return nxt, _token_id(nxt), cache.k, cache.v, mask
 
     inputs = (
-        Input("tok", (1, V), "carried"), Input("k", (L, KV, S, hd), "carried"), Input("v", (L, KV, S, hd), "carried"),
-        Input("mask", (1, S), "carried"), Input("cos", (1, hd), "node"), Input("sin", (1, hd), "node"),
+        Input("tok", (1, V), "carried"),
+        Input("k", (L, KV, S, hd), "carried"),
+        Input("v", (L, KV, S, hd), "carried"),
+        Input("mask", (1, S), "carried"),
+        Input("cos", (1, hd), "node"),
+        Input("sin", (1, hd), "node"),
         Input("gumbel", (V,), "node"),
     )
     return ProgramSpec(decode, inputs, ("tok", "id", "k", "v", "mask"), ("id",))

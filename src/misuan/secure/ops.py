@@ -318,12 +318,16 @@ def rms_norm(x: jax.Array, weight: jax.Array, eps: float) -> jax.Array:
     pair = jnp.stack([x, x * (1.0 / _RMS_WIDE)], axis=-2)  # (..., 2, D) secret
     sums = _row_dot(pair, x)  # (..., 2) secret: sum x^2, sum x^2 / 64
     values = jnp.concatenate(
-        [jnp.broadcast_to(sums[..., :1] + eps * d, sums.shape[:-1] + (n_narrow,)),
-         jnp.broadcast_to(sums[..., 1:], sums.shape[:-1] + (compared.size - n_narrow,))], axis=-1)  # (..., n) secret
+        [
+            jnp.broadcast_to(sums[..., :1] + eps * d, sums.shape[:-1] + (n_narrow,)),
+            jnp.broadcast_to(sums[..., 1:], sums.shape[:-1] + (compared.size - n_narrow,)),
+        ],
+        axis=-1,
+    )  # (..., n) secret
     compared = compared * d  # (n,) public, on the sums
     bits = values >= jnp.asarray(compared, x.dtype)  # (..., n) secret bool: u >= threshold
     # The narrow mean wraps for large rows: above the first wide threshold, all narrow bits are 1.
-    bits = jnp.concatenate([bits[..., :n_narrow] | bits[..., n_narrow:n_narrow + 1], bits[..., n_narrow:]], axis=-1)
+    bits = jnp.concatenate([bits[..., :n_narrow] | bits[..., n_narrow : n_narrow + 1], bits[..., n_narrow:]], axis=-1)
     onehot = _bucket_onehot(bits).astype(x.dtype)  # (..., n + 1) secret 0/1: u's bucket
     scale = onehot @ jnp.asarray(table, x.dtype)  # (..., 3) secret: [r0 | 0, 0 | 64 r0, eps r0^2 d]
     y = jnp.sum(pair * scale[..., :2, None], axis=-2)  # (..., D) secret: x r0 or (x / 64)(64 r0); rms 2^(+-1/2m)

@@ -60,9 +60,7 @@ def argmax_onehot(logits: jax.Array) -> jax.Array:
     return jax.nn.one_hot(jnp.argmax(logits, axis=-1), logits.shape[-1], dtype=logits.dtype)
 
 
-def gumbel_max_onehot(
-    logits: jax.Array, temperature: float | jax.Array, gumbel_noise: jax.Array
-) -> jax.Array:
+def gumbel_max_onehot(logits: jax.Array, temperature: float | jax.Array, gumbel_noise: jax.Array) -> jax.Array:
     """One-hot of argmax(logits + temperature * gumbel_noise): a sample of
     softmax(logits / temperature) when the noise is standard Gumbel."""
     return argmax_onehot(logits + temperature * gumbel_noise)

@@ -99,9 +99,7 @@ def _group_wins(block: jax.Array) -> jax.Array:
     return jnp.all(jnp.stack(members, axis=-2), axis=-1)  # (..., groups, g)
 
 
-def gumbel_max_onehot(
-    logits: jax.Array, temperature: float | jax.Array, gumbel_noise: jax.Array
-) -> jax.Array:
+def gumbel_max_onehot(logits: jax.Array, temperature: float | jax.Array, gumbel_noise: jax.Array) -> jax.Array:
     """Temperature sample as a one-hot: argmax_onehot(logits + temperature * gumbel_noise).
 
     Equivalent to argmax(logits / T + g) for T > 0 without a secret division.
@@ -114,9 +112,7 @@ def gumbel_max_onehot(
     return argmax_onehot(logits + temperature * gumbel_noise)
 
 
-def gumbel_noise(
-    seed: int | np.random.SeedSequence, shape: tuple[int, ...], dtype: type = np.float32
-) -> np.ndarray:
+def gumbel_noise(seed: int | np.random.SeedSequence, shape: tuple[int, ...], dtype: type = np.float32) -> np.ndarray:
     """Plaintext standard Gumbel noise, -log(-log(u)), reproducible from seed (tests only).
 
     u is drawn in [2^-53, 1) so the noise lies in about [-3.6, 36.7]: no infinities, and
