@@ -1,0 +1,39 @@
+"""THE list of capabilities: read by the node entry point and by the CLI.
+
+Adding a capability is one line here (and its folder). No discovery, no entry
+points: what a node runs and what the CLI offers is exactly what is listed.
+Benchmark programs are a capability of their own, registered on a node only
+when its ``node.toml`` says ``bench = true``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:  # pragma: no cover
+    import typer
+
+    from .node.capability import NodeCapability
+
+
+def node_capabilities(bench: bool = False) -> tuple["NodeCapability", ...]:
+    """The capabilities a node runs (imported here, on the node, not by the CLI)."""
+    from .hosting.node import CAPABILITY as hosting
+    from .inference.node import CAPABILITY as inference
+    from .psi.node import CAPABILITY as psi
+
+    caps = (hosting, inference, psi)
+    if bench:
+        from .benchmarks.node import CAPABILITY as benchmarks
+
+        caps += (benchmarks,)
+    return caps
+
+
+def cli_registrars() -> tuple[Callable[["typer.Typer"], None], ...]:
+    """Each capability's ``register(app)``: adds its commands to the root CLI."""
+    from .hosting.cli import register as hosting
+    from .inference.cli import register as inference
+    from .psi.cli import register as psi
+
+    return (hosting, inference, psi)
