@@ -36,3 +36,27 @@ def client_as(lc, name: str):
     The one place tests obtain another principal's credentials, so the identity
     scheme can change without touching every test."""
     return lc.client(lc.principal(name))
+
+
+def node_service(d, rank: int = 0, bench: bool = False):
+    """A real NodeService over node ``rank`` of the cluster dir ``d`` (made if missing),
+    running the registry's capabilities, as ``misuan node serve`` does."""
+    from pathlib import Path
+
+    from misuan import registry
+    from misuan.cluster.init import init_cluster
+    from misuan.config import load_node
+    from misuan.node.service import NodeService
+
+    d = Path(d)
+    if not (d / "cluster.toml").exists():
+        init_cluster(d, parties=3)
+    cfg = load_node(d / f"node{rank}" / "node.toml")
+    return NodeService(cfg, registry.node_capabilities(bench or cfg.bench))
+
+
+def app_routes(tmp_dir) -> list:
+    """Every route of a node's app, as the registry wires it."""
+    from misuan.node.app import create_app
+
+    return list(create_app(node_service(tmp_dir)).routes)

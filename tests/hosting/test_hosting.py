@@ -119,7 +119,7 @@ def test_a_node_share_is_unrelated_to_the_weights(cluster3, hosted, tiny_dir):
     assert store.path_of(f"models/admin/tiny/{hosted.version}/embed").stat().st_size > 0
 
 
-def test_no_api_returns_a_stored_share(client3, hosted, tiny_dir):
+def test_no_api_returns_a_stored_share(client3, hosted, tiny_dir, tmp_path):
     from misuan.client.runtime import ModelRuntime
 
     rt = ModelRuntime.ensure(client3, "tiny", hosted.version)
@@ -139,13 +139,9 @@ def test_no_api_returns_a_stored_share(client3, hosted, tiny_dir):
         with pytest.raises(misuan.NotFound):  # nothing declared readable by that name (w: is the node's namespace)
             s.get("w:embed")
     # the only binary-returning routes are session variables and declared request outputs
-    from misuan.node.app import create_app
+    from tests.conftest import app_routes
 
-    class _Svc:  # create_app only wires routes; nothing is called
-        def __getattr__(self, _):
-            return None
-
-    routes = {(r.path, tuple(sorted(r.methods))) for r in create_app(_Svc()).routes if hasattr(r, "methods")}
+    routes = {(r.path, tuple(sorted(r.methods))) for r in app_routes(tmp_path) if hasattr(r, "methods")}
     gets = sorted(p for p, m in routes if "GET" in m)
     assert gets == [
         "/v1/audit",

@@ -4,19 +4,15 @@ import pytest
 from fastapi.testclient import TestClient
 
 from misuan.client.transport import SignRequests
-from misuan.cluster.init import init_cluster
-from misuan.config import load_node
 from misuan.identity import load_identity, new_identity
 from misuan.node.app import create_app
-from misuan.node.service import NodeService
+from tests.conftest import node_service
 
 
 @pytest.fixture(scope="module")
 def api(tmp_path_factory):
     d = tmp_path_factory.mktemp("app")
-    init_cluster(d, parties=3)
-    cfg = load_node(d / "node0" / "node.toml")
-    with TestClient(create_app(NodeService(cfg)), base_url="http://127.0.0.1") as tc:
+    with TestClient(create_app(node_service(d)), base_url="http://127.0.0.1") as tc:
         tc.auth = SignRequests(load_identity(d / "admin.key"), "node0")
         yield tc
 

@@ -9,17 +9,16 @@ from fastapi.testclient import TestClient
 from misuan.audit_heads import SignedHead
 from misuan.client.transport import SignRequests
 from misuan.cluster.init import init_cluster
-from misuan.config import load_node
 from misuan.errors import IntegrityError
 from misuan.identity import load_identity
 from misuan.node.app import create_app
 from misuan.node.audit_verify import verify_cluster
-from misuan.node.service import NodeService
+from tests.conftest import node_service
 
 
 def _services(d):
     init_cluster(d, parties=3)
-    return [NodeService(load_node(d / f"node{r}" / "node.toml")) for r in (0, 1)]
+    return [node_service(d, r) for r in (0, 1)]
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,6 @@ import httpx
 import pytest
 
 import misuan
-from misuan.node.app import create_app
 from tests.conftest import client_as
 
 _JUNK_STR = ["", "a", "x" * 5000, "..", "../etc/passwd", "a\x00b", "名字", "%00", "abcdefgh12", "-1", " "]
@@ -39,12 +38,14 @@ def _junk(rng: random.Random, depth: int = 0):
 
 
 def _routes():
-    class _Svc:  # create_app only wires routes
-        def __getattr__(self, _):
-            return None
+    import tempfile
+
+    from tests.conftest import app_routes
 
     out = []
-    for r in create_app(_Svc()).routes:
+    with tempfile.TemporaryDirectory() as tmp:
+        routes = app_routes(tmp)
+    for r in routes:
         if not hasattr(r, "methods") or not r.path.startswith("/v1/"):
             continue
         fields = []

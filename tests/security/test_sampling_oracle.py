@@ -17,7 +17,7 @@ import pytest
 import misuan
 from misuan.client.runtime import ModelRuntime
 from misuan.inference import GenerationParams
-from misuan.secure.engine import PROMPT_BUCKETS
+from misuan.inference.protocol import PROMPT_BUCKETS
 from misuan.secure.onehot import token_digits
 from tests.conftest import client_as
 

@@ -1,7 +1,7 @@
 """One principal never reaches another's session or generation request (real node processes).
 
 Regression tests for checks the suite used to be able to lose silently:
-``SessionManager.get``'s principal comparison and ``ModelRuntimes._request``'s
+``SessionManager.get``'s principal comparison and ``Runtimes._request``'s
 owner check. Each attack is replayed on every node: with either check gone,
 the other principal collects all three shares and reconstructs the victim's data.
 """

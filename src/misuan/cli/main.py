@@ -57,10 +57,11 @@ def _fmt_bytes(n: int | None) -> str:
 @node_app.command("serve")
 def node_serve(config: Path = typer.Option(..., "--config", "-c", help="node.toml")):
     """Run one node in the foreground."""
+    from .. import registry
     from ..node.server import serve
 
     try:
-        serve(config)
+        serve(config, lambda cfg: registry.node_capabilities(cfg.bench))
     except MisuanError as exc:
         sys.stderr.write(f"misuan node refuses to start: {exc}\n")
         raise typer.Exit(2)

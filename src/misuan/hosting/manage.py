@@ -93,7 +93,8 @@ def verify_model(
     import secrets
 
     from ..models.loader import load_model
-    from .protocol import VERIFY, probe
+    from .probes import probe
+    from .protocol import VERIFY
     from .publish import hosted_tensors
 
     cfg, params, _ = load_model(path)

@@ -1,26 +1,25 @@
-"""What the owner's machine and the nodes agree on for hosting's ``verify`` program.
+"""What the owner's machine and the nodes agree on for hosting (standard library only).
 
-The probes of ``verify`` are not the owner's to choose (chosen probes, e.g. unit
-vectors or single flipped signs, would make ``u·W·v`` an oracle for individual
-weights): every node draws them itself from the owner's public seed, and the
-owner draws the same ones locally to compare. They are ±1 vectors (exact in fixed
-point), from SHAKE-256 over ``VERIFY_DOMAIN || seed || tensor || axis``.
+The asset kind models are stored as, and the ``verify`` program: its name, its
+run-time settings, its rate limit and the names of its probe inputs. The probes
+themselves are drawn by :mod:`.probes` on both sides.
 """
 
 from __future__ import annotations
 
-import hashlib
 import re
 
-import numpy as np
-
+#: the asset kind of a hosted model (routes under ``/v1/models``)
+MODEL = "model"
 VERIFY = "verify"
-VERIFY_DOMAIN = b"misuan.verify.probes.v1"
 #: run-time settings of ``verify`` (not part of the compiled program)
-VERIFY_SETTINGS: tuple[str, ...] = ("seed",)
+SEED = "seed"
+VERIFY_SETTINGS: tuple[str, ...] = (SEED,)
 #: at most this many ``verify`` runs per model, owner and node per hour
 VERIFY_RUNS_PER_HOUR = 30
 MAX_SEED = (1 << 63) - 1
+#: verify's output: one number per tensor, revealed to the owner only
+Y = "y"
 _PROBE = re.compile(r"p(\d{1,6})_([01])")
 
 
@@ -33,12 +32,3 @@ def parse_probe_name(name: str) -> tuple[int, int]:
     if m is None:
         raise ValueError(f"not a probe name: {name!r}")
     return int(m[1]), int(m[2])
-
-
-def probe(seed: int, tensor: int, axis: int, n: int) -> np.ndarray:
-    """The ±1 probe ``(n,)`` float32 of one axis of one tensor."""
-    if not 0 <= seed <= MAX_SEED:
-        raise ValueError("seed must be in [0, 2^63 - 1]")
-    msg = VERIFY_DOMAIN + seed.to_bytes(8, "little") + tensor.to_bytes(4, "little") + axis.to_bytes(1, "little")
-    bits = np.unpackbits(np.frombuffer(hashlib.shake_256(msg).digest((n + 7) // 8), np.uint8), bitorder="little")[:n]
-    return (bits.astype(np.float32) * 2.0 - 1.0).astype(np.float32)

@@ -31,8 +31,10 @@ import numpy as np
 from .. import errors as E
 from .._fs import atomic_write
 from ..client.client import Client
+from ..models.config import N_PARAMS
 from ..mpc import _aby3
 from ..mpc.shares import encode_share
+from .protocol import MODEL
 
 #: progress(done_bytes, total_bytes, tensor_name)
 Progress = Callable[[int, int, str], None]
@@ -95,9 +97,9 @@ def publish_model(
 ) -> PublishResult:
     """Publish the model at ``path`` (GGUF file or HF directory) as ``name``."""
     from ..models.loader import load_model
-    from ..node.models import check_model_name
+    from ..node.assets import check_asset_name
 
-    name = check_model_name(client.model_ref(name))
+    name = check_asset_name(client.model_ref(name), MODEL)
     t0 = time.perf_counter()
     loaded = load_model(path)
     cfg, params, tokenizer = loaded
@@ -106,7 +108,7 @@ def publish_model(
     version = next_version(client, name)
     salt = secrets.token_bytes(32)
     commits = {n: commitment(salt, n, a) for n, a in tensors}
-    config = {**cfg.to_dict(), "n_params": int(sum(a.size for _, a in tensors))}
+    config = {**cfg.to_dict(), N_PARAMS: int(sum(a.size for _, a in tensors))}
     body = {
         "version": version,
         "kind": "llama",
@@ -154,7 +156,7 @@ def publish_model(
         name=name,
         version=version,
         tensors=len(tensors),
-        parameters=config["n_params"],
+        parameters=config[N_PARAMS],
         share_bytes_per_node=per_node,
         seconds=time.perf_counter() - t0,
         load_seconds=load_s,

@@ -32,8 +32,9 @@ from ..client.runtime import ModelRuntime
 from ..models.config import LlamaConfig
 from ..models.sampling import MAX_TEMPERATURE, MIN_TEMPERATURE, check_seed
 from ..models.tokenizer import StreamDecoder, Tokenizer
-from ..secure.engine import CACHE_BUCKETS, PROMPT_BUCKETS, bucket
 from ..secure.onehot import token_digits
+from . import protocol as P
+from .protocol import CACHE_BUCKETS, PROMPT_BUCKETS, bucket
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,7 @@ class SecureModel:
         self.runtime = ModelRuntime.ensure(client, name, version)
         self.ready_s = time.perf_counter() - t0
         info = client.nodes[0].show_model(name, self.runtime.version)
-        self.config = LlamaConfig.from_dict({k: v for k, v in info["config"].items() if k != "n_params"})
+        self.config = LlamaConfig.from_public(info["config"])
         self.tokenizer = Tokenizer.from_json(client.nodes[0].model_tokenizer(name, self.runtime.version))
         self.name = name
 
@@ -147,16 +148,16 @@ class SecureModel:
         stats.prompt_tokens, stats.prompt_bucket, stats.cache_bucket = n, T, S
         if any(not isinstance(t, int) or not 0 <= t < V for t in prompt_ids):
             raise E.InvalidInput(f"prompt token ids must be integers in [0, {V})")
-        sampling = {"seed": params.resolved_seed(), "temperature": float(params.temperature)}
+        sampling = {P.SEED: params.resolved_seed(), P.TEMPERATURE: float(params.temperature)}
         eos = set(self.tokenizer.eos_ids)
 
         with self.runtime.request() as req:
             t0 = time.perf_counter()
             hi, lo = token_digits(prompt_ids, T, V)
-            req.put("hi", hi)
-            req.put("lo", lo)
-            res = req.run("llama.prefill", {"T": T, "S": S}, sampling)
-            tok = int(round(float(req.reveal("id")[0])))
+            req.put(P.PROMPT_HI, hi)
+            req.put(P.PROMPT_LO, lo)
+            res = req.run(P.PREFILL, {P.PARAM_T: T, P.PARAM_S: S}, sampling)
+            tok = int(round(float(req.reveal(P.TOKEN_ID)[0])))
             stats.prefill_s = time.perf_counter() - t0
             stats.prefill_bytes = sum(r.get("send_bytes", 0) for r in res)
             done = False
@@ -167,8 +168,8 @@ class SecureModel:
             yield tok
             while produced < params.max_tokens and (not done or params.fixed_length):
                 t1 = time.perf_counter()
-                res = req.run("llama.decode", {"S": S})  # token, cache, mask, RoPE row, noise: all on the nodes
-                tok = int(round(float(req.reveal("id")[0])))
+                res = req.run(P.DECODE, {P.PARAM_S: S})  # token, cache, mask, RoPE row, noise: all on the nodes
+                tok = int(round(float(req.reveal(P.TOKEN_ID)[0])))
                 stats.decode_s.append(time.perf_counter() - t1)
                 stats.decode_bytes.append(sum(r.get("send_bytes", 0) for r in res))
                 stats.steps += 1

@@ -24,6 +24,11 @@ _FLOAT_FIELDS = ("norm_eps", "rope_theta")
 _BOOL_FIELDS = ("tie_embeddings", "qkv_bias", "o_bias")
 
 
+#: keys hosting adds to a published model's public config (not part of the architecture)
+N_PARAMS = "n_params"
+PUBLISHED_EXTRA_KEYS: tuple[str, ...] = (N_PARAMS,)
+
+
 @dataclass(frozen=True)
 class LlamaConfig:
     """Shapes and constants of a LLaMA-family decoder.
@@ -104,3 +109,11 @@ class LlamaConfig:
         if missing:
             raise InvalidInput(f"model config: missing keys {missing}")
         return cls(**dict(data))
+
+    @classmethod
+    def from_public(cls, data: Mapping[str, Any]) -> LlamaConfig:
+        """A published model's public config: :meth:`to_dict` plus what hosting adds
+        (``PUBLISHED_EXTRA_KEYS``: the parameter count)."""
+        if not isinstance(data, Mapping):
+            raise InvalidInput("model config must be a JSON object")
+        return cls.from_dict({k: v for k, v in data.items() if k not in PUBLISHED_EXTRA_KEYS})

@@ -7,9 +7,8 @@ import errno
 import hashlib
 import hmac
 from contextlib import asynccontextmanager
-from typing import Annotated
 
-from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi import Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
@@ -18,16 +17,13 @@ from ..errors import AuthError, InvalidInput, MisuanError
 from ..identity import BODY_HEADER, SCHEME
 from . import auth
 from . import schemas as S
+from .asset_routes import RouteDeps, asset_router, uploads_router
 from .auth import BodyHash
-from .models import check_model_name
 from .reveal import reveal_declared_output
 from .service import NodeService
 from .witness import ReceiptMiddleware
 
 MAX_BODY = 1 << 31  # 2 GiB per binary request
-#: an asset version in a query string (bounded: SQLite integers are 64-bit)
-Version = Annotated[int, Query(ge=1, le=(1 << 31) - 1)]
-OptVersion = Annotated[int | None, Query(ge=1, le=(1 << 31) - 1)]
 
 
 def _sha256(data: bytes) -> str:
@@ -91,11 +87,6 @@ def create_app(service: NodeService) -> FastAPI:
         if not hmac.compare_digest(digest, declared):
             raise AuthError("request body does not match its signature")
         return who
-
-    def model_ref(owner: str, name: str) -> str:
-        """A model is named ``<owner>/<name>``: each principal publishes under its own
-        name, so a name taken by someone else is never an oracle of their models."""
-        return check_model_name(f"{owner}/{name}")
 
     def streaming_principal(request: Request) -> tuple[str, BodyHash]:
         """For streamed bodies: the route feeds the body to the hash and checks it at the end."""
@@ -175,122 +166,18 @@ def create_app(service: NodeService) -> FastAPI:
     def close_session(sid: str, who: str = Depends(principal)):
         return {"closed": sm.close(sid, who)}
 
-    # ---------------------------------------------------------------- models
+    # ---------------------------------------------------------------- assets (one router per kind)
 
-    reg = service.models
-    rts = service.runtimes
-
-    @app.get("/v1/models")
-    def list_models(who: str = Depends(principal)):
-        return reg.list(who)
-
-    @app.get("/v1/models/{owner}/{name}")
-    def show_model(version: OptVersion = None, who: str = Depends(principal), name: str = Depends(model_ref)):
-        return reg.show(who, name, version)
-
-    @app.get("/v1/models/{owner}/{name}/tokenizer")
-    def model_tokenizer(version: OptVersion = None, who: str = Depends(principal), name: str = Depends(model_ref)):
-        return Response(content=reg.tokenizer(who, name, version), media_type="application/json")
-
-    @app.post("/v1/models/{owner}/{name}/uploads", status_code=201)
-    def begin_upload(req: S.UploadCreate, who: str = Depends(principal), name: str = Depends(model_ref)):
-        uid = reg.begin_upload(who, name, req.version, req.kind, req.config, req.tokenizer, [t.model_dump() for t in req.tensors])
-        return {"upload_id": uid}
-
-    @app.put("/v1/uploads/{uid}/tensors/{tensor}")
-    async def put_tensor(uid: str, tensor: str, request: Request, signed: tuple[str, BodyHash] = Depends(streaming_principal)):
-        who, body_hash = signed
-        writer, head, n = reg.tensor_writer(uid, who, tensor)
-
-        def write(data: bytes) -> None:
-            body_hash.update(data)
-            writer.update(data)
-
-        try:
-            buf = bytearray()
-            async for chunk in request.stream():
-                head.feed(chunk)
-                buf += chunk
-                if len(buf) >= 8 << 20:
-                    await run_in_threadpool(write, bytes(buf))
-                    buf.clear()
-            if buf:
-                await run_in_threadpool(write, bytes(buf))
-            body_hash.check()  # before anything is registered
-            return await run_in_threadpool(reg.finish_tensor, uid, who, tensor, writer, head, n)
-        except BaseException:
-            writer.abort()
-            raise
-
-    @app.post("/v1/uploads/{uid}/prepare")
-    def prepare_upload(uid: str, who: str = Depends(principal)):
-        return reg.prepare(uid, who)
-
-    @app.post("/v1/uploads/{uid}/commit")
-    def commit_upload(uid: str, who: str = Depends(principal)):
-        return reg.commit(uid, who)
-
-    @app.delete("/v1/uploads/{uid}")
-    def abort_upload(uid: str, who: str = Depends(principal)):
-        reg.abort(uid, who)
-        return {"aborted": True}
-
-    @app.delete("/v1/models/{owner}/{name}")
-    def remove_model(version: OptVersion = None, who: str = Depends(principal), name: str = Depends(model_ref)):
-        removed = reg.remove(who, name, version)
-        rts.unload(name, removed)
-        return {"removed": removed}
-
-    @app.put("/v1/models/{owner}/{name}/grants/{to}")
-    def grant(to: str, who: str = Depends(principal), name: str = Depends(model_ref)):
-        reg.grant(who, name, to)
-        return {"granted": to}
-
-    @app.delete("/v1/models/{owner}/{name}/grants/{to}")
-    def revoke(to: str, who: str = Depends(principal), name: str = Depends(model_ref)):
-        return {"revoked": reg.revoke(who, name, to)}
-
-    @app.get("/v1/models/{owner}/{name}/runtime")
-    def runtime_state(version: OptVersion = None, who: str = Depends(principal), name: str = Depends(model_ref)):
-        return rts.state(who, name, version)
+    deps = RouteDeps(principal=principal, streaming_principal=streaming_principal, body_bytes=body_bytes)
+    for kind, reg in service.assets.items():
+        app.include_router(asset_router(reg, service.runtimes[kind], deps))
+    if service.assets:
+        app.include_router(uploads_router(service.assets, deps))
 
     @app.get("/v1/runtimes/{rid}/alive")
     def runtime_alive(rid: str):
         # Unauthenticated, for peers: only whether this unguessable id is a live runtime here.
-        return {"alive": rts.holds(rid)}
-
-    @app.post("/v1/models/{owner}/{name}/runtime")
-    def runtime_prepare(req: S.RuntimePrepare, who: str = Depends(principal), name: str = Depends(model_ref)):
-        return rts.prepare(who, name, req.version, req.runtime_id)
-
-    @app.post("/v1/models/{owner}/{name}/runtime/{rid}/link")
-    def runtime_link(rid: str, req: S.RuntimeLink, who: str = Depends(principal), name: str = Depends(model_ref)):
-        return rts.link_and_load(who, name, req.version, rid, req.addresses)
-
-    @app.put("/v1/models/{owner}/{name}/runtime/{rid}/requests/{req_id}/vars/{var}")
-    async def runtime_put(
-        rid: str, req_id: str, var: str, version: Version, request: Request, who: str = Depends(principal), name: str = Depends(model_ref)
-    ):
-        data = await body_bytes(request)
-        await run_in_threadpool(rts.put_input, who, name, version, rid, req_id, var, data)
-        return {"name": var, "bytes": len(data)}
-
-    @app.post("/v1/models/{owner}/{name}/programs/compile")
-    def program_compile(req: S.ProgramRun, who: str = Depends(principal), name: str = Depends(model_ref)):
-        return rts.compile(who, name, req.version, req.program, req.params)
-
-    @app.post("/v1/models/{owner}/{name}/runtime/{rid}/requests/{req_id}/run")
-    def runtime_run(rid: str, req_id: str, req: S.ProgramRun, who: str = Depends(principal), name: str = Depends(model_ref)):
-        return rts.run(who, name, req.version, rid, req_id, req.program, req.params)
-
-    @app.get("/v1/models/{owner}/{name}/runtime/{rid}/requests/{req_id}/vars/{var}")
-    def runtime_get(rid: str, req_id: str, var: str, version: Version, who: str = Depends(principal), name: str = Depends(model_ref)):
-        return Response(content=rts.get_output(who, name, version, rid, req_id, var), media_type="application/octet-stream")
-
-    @app.delete("/v1/models/{owner}/{name}/runtime/{rid}/requests/{req_id}")
-    def runtime_end(rid: str, req_id: str, version: Version, who: str = Depends(principal), name: str = Depends(model_ref)):
-        rts.end_request(who, name, version, rid, req_id)
-        return {"ended": True}
+        return {"alive": any(rts.holds(rid) for rts in service.runtimes.values())}
 
     # ---------------------------------------------------------------- PSI
 

@@ -121,6 +121,8 @@ class ProgramDef:
     runs_per_hour: int | None = None
     #: the one-line reason given when the program's ``check`` output is false
     check_failed: str = "request inputs failed the program's check"
+    #: the program whose run must come first in a request (it writes the carried inputs)
+    follows: str | None = None
 
     def split(self, params: dict) -> tuple[dict, dict]:
         """``params`` -> (compile-time parameters, run-time settings), both checked."""

@@ -54,6 +54,7 @@ CREATE TABLE IF NOT EXISTS assets (
     config TEXT NOT NULL,
     created REAL NOT NULL,
     size_bytes INTEGER NOT NULL DEFAULT 0,
+    asset_kind TEXT NOT NULL DEFAULT 'model',
     PRIMARY KEY (name, version)
 );
 CREATE TABLE IF NOT EXISTS tensors (
@@ -124,6 +125,13 @@ CREATE TABLE IF NOT EXISTS dataset_grants (
 """
 
 
+def _add_columns(conn: sqlite3.Connection) -> None:
+    """Additive changes to tables made by an earlier release of this schema version."""
+    cols = {r[1] for r in conn.execute("PRAGMA table_info(assets)").fetchall()}
+    if "asset_kind" not in cols:  # one asset registry for every kind; the rows so far are models
+        conn.execute("ALTER TABLE assets ADD COLUMN asset_kind TEXT NOT NULL DEFAULT 'model'")
+
+
 class Database:
     """One SQLite file, one connection, serialized by a lock (WAL mode)."""
 
@@ -134,6 +142,7 @@ class Database:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=FULL")
             self._conn.executescript(_SCHEMA)
+            _add_columns(self._conn)
             row = self._conn.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
             if row is None:
                 self._conn.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))

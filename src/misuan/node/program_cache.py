@@ -3,9 +3,10 @@
 Compiling a 30-layer model program takes minutes on 2 cores; compilation is
 deterministic (same code, same spu version, same shapes → same bytes), so a
 node keeps what it compiled under ``<state>/programs/``. The key covers the
-program name and parameters, the model's public config, the spu version and a
-hash of the misuan source files that define programs, so any code change
-recompiles. Entries are the executable bytes plus its public metadata; the
+program name and parameters, the asset's public config, the spu version and a
+hash of the source files that define programs: the node core's compile path
+(``CORE_ROOTS``) and every registered capability's ``code_roots``
+(:mod:`.capability`), so any change to code a program is built from recompiles. Entries are the executable bytes plus its public metadata; the
 hash consensus between nodes still runs before every execution.
 """
 
@@ -18,32 +19,42 @@ from pathlib import Path
 
 from .._fs import atomic_write
 from ..mpc.compile import Program
-from .programs import NodeProgram
+from .capability import NodeProgram
 
-_SOURCES = ("secure", "models", "node/programs.py", "node/bench_programs.py", "mpc/compile.py", "hosting/protocol.py")
+#: the node core's part of every program: how specs are compiled
+CORE_ROOTS: tuple[str, ...] = ("node/programs.py", "node/capability.py", "mpc/compile.py")
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 
 
-@functools.lru_cache(maxsize=1)
-def code_fingerprint() -> str:
+def source_files(roots: tuple[str, ...]) -> list[Path]:
+    """The ``.py`` files under ``roots`` (paths relative to the ``misuan`` package)."""
+    files: list[Path] = []
+    for rel in dict.fromkeys((*CORE_ROOTS, *roots)):
+        p = PACKAGE_ROOT / rel
+        if not p.exists():
+            raise FileNotFoundError(f"capability code root {rel!r} does not exist")
+        files += sorted(p.rglob("*.py")) if p.is_dir() else [p]
+    return sorted(set(files))
+
+
+@functools.lru_cache(maxsize=8)
+def code_fingerprint(roots: tuple[str, ...] = ()) -> str:
     import spu
 
-    root = Path(__file__).resolve().parent.parent
     h = hashlib.sha256(getattr(spu, "__version__", "?").encode())
-    for rel in _SOURCES:
-        p = root / rel
-        files = sorted(p.rglob("*.py")) if p.is_dir() else [p]
-        for f in files:
-            h.update(str(f.relative_to(root)).encode())
-            h.update(f.read_bytes())
+    for f in source_files(roots):
+        h.update(str(f.relative_to(PACKAGE_ROOT)).encode())
+        h.update(f.read_bytes())
     return h.hexdigest()
 
 
 class ProgramCache:
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, roots: tuple[str, ...] = ()):
         self.dir = directory
+        self.roots = tuple(roots)
 
     def key(self, program: str, params: dict, config: dict) -> str:
-        doc = json.dumps([program, params, config, code_fingerprint()], sort_keys=True)
+        doc = json.dumps([program, params, config, code_fingerprint(self.roots)], sort_keys=True)
         return hashlib.sha256(doc.encode()).hexdigest()[:32]
 
     def get(self, key: str) -> NodeProgram | None:

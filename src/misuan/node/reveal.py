@@ -7,7 +7,7 @@ readable* in its session:
   programs it ran there (``SessionManager.set_var`` / ``run`` declare them);
 * a model runtime: the outputs a node-compiled program declares revealable
   (e.g. the sampled token id), for the request of the principal that ran it
-  (``ModelRuntimes`` declares them after the run and withdraws them when the
+  (``Runtimes`` declares them after the run and withdraws them when the
   request ends). Stored weights are never declared, so no route returns them.
 
 Everything else that reads a share out of a worker is named ``unsafe_*`` and is

@@ -1,6 +1,8 @@
-"""Resident model runtimes: a model's shares loaded into a warm SPU runtime.
+"""Resident runtimes: stored assets' shares loaded into a warm SPU runtime.
 
-One runtime per (model, version) per node: a session worker whose link to the
+A runtime is keyed by the set of assets its programs need (today one model
+version; retrieval + generation will key one on a model and an index). One
+runtime per key per node: a session worker whose link to the
 other nodes stays up and whose runtime variables hold the weight shares
 (``w:<tensor>``). The first user's client asks every node to prepare and link
 it (a fresh runtime id); later users find it ready. If a peer is lost, the
@@ -8,8 +10,9 @@ runtime fails on every node and the next use builds a new one.
 
 Requests (e.g. one model check, one chat) keep their inputs and outputs under
 ``r:<request>:`` in the same runtime; only programs the node compiles itself
-run there (:mod:`.programs`), and only outputs those programs declare
-revealable are returned, to the principal that made the request.
+run there (the programs of the registered capabilities, :mod:`.capability`), and
+only outputs those programs declare revealable are returned, to the principal
+that made the request (:mod:`.reveal`). This module knows no capability by name.
 """
 
 from __future__ import annotations
@@ -23,8 +26,9 @@ from ..config import NodeConfig
 from ..errors import Conflict, InvalidInput, MisuanError, NotFound, PermissionDenied
 from . import programs as P
 from . import request_state as RS
+from .assets import AssetRegistry
 from .audit import AuditLog
-from .models import ModelRegistry
+from .capability import Capabilities, DropTensors, LoadTensors, NodeProgram, ProgramDef, RequestState, RunContext, RunLoadProgram
 from .reveal import reveal_declared_output
 from .sessions import Session, SessionManager, check_session_id
 
@@ -33,10 +37,15 @@ SYSTEM = "system"
 _PREPARES_PER_MIN = 6
 
 
+#: one stored asset: (kind, name, version)
+AssetRef = tuple[str, str, int]
+#: what a runtime holds, and what keys it
+AssetSet = tuple[AssetRef, ...]
+
+
 @dataclass
 class Runtime:
-    name: str
-    version: int
+    assets: AssetSet
     session: Session
     state: str = "reserved"  # reserved | loading | ready
     loaded_at: float | None = None
@@ -44,22 +53,35 @@ class Runtime:
     #: request id -> principal
     requests: dict[str, str] = field(default_factory=dict)
     #: request id -> where its variables came from, generation step and settings
-    states: dict[str, RS.RequestState] = field(default_factory=dict)
+    states: dict[str, RequestState] = field(default_factory=dict)
 
     @property
     def id(self) -> str:
         return self.session.id
 
+    @property
+    def name(self) -> str:
+        return self.assets[0][1]
 
-class ModelRuntimes:
-    def __init__(self, cfg: NodeConfig, sessions: SessionManager, registry: ModelRegistry, audit: AuditLog):
+    @property
+    def version(self) -> int:
+        return self.assets[0][2]
+
+
+class Runtimes:
+    """Resident runtimes over one asset kind's registry (the kind programs run on)."""
+
+    def __init__(self, cfg: NodeConfig, sessions: SessionManager, registry: AssetRegistry, audit: AuditLog, capabilities: Capabilities):
         self.cfg = cfg
         self.sessions = sessions
         self.registry = registry
         self.audit = audit
+        self.capabilities = capabilities
+        self.kind = registry.kind.name
+        self._uploadable = capabilities.uploadable()
         self._lock = threading.Lock()
-        self._rt: dict[tuple[str, int], Runtime] = {}
-        self._programs: dict[tuple, P.NodeProgram] = {}
+        self._rt: dict[AssetSet, Runtime] = {}
+        self._programs: dict[tuple, NodeProgram] = {}
         self._compile_lock = threading.Lock()
         #: principal -> monotonic times of its recent runtime builds
         self._prepares: dict[str, list[float]] = {}
@@ -67,21 +89,27 @@ class ModelRuntimes:
         self._owner_runs: dict[str, list[float]] = {}
         from .program_cache import ProgramCache
 
-        self._disk = ProgramCache(cfg.state_dir / "programs")
+        self._disk = ProgramCache(cfg.state_dir / "programs", capabilities.code_roots())
 
     # ------------------------------------------------------------ helpers
 
     def _allowed(self, principal: str, name: str) -> None:
         if not self.registry.can_use(principal, name):
-            raise NotFound(f"unknown model {name!r}")
+            raise NotFound(f"unknown {self.kind} {name!r}")
+
+    def _key(self, name: str, version: int) -> AssetSet:
+        return ((self.kind, name, version),)
+
+    def _asset(self, key: AssetSet) -> str:
+        return "+".join(f"{n}@{v}" for _k, n, v in key)
 
     def _get(self, name: str, version: int, rid: str) -> Runtime:
-        rt = self._rt.get((name, version))
+        rt = self._rt.get(self._key(name, version))
         if rt is None or rt.id != rid or rt.session.state in ("closed", "failed"):
-            raise NotFound("unknown or expired model runtime")
+            raise NotFound(f"unknown or expired {self.kind} runtime")
         return rt
 
-    def _drop(self, key: tuple[str, int], reason: str) -> None:
+    def _drop(self, key: AssetSet, reason: str) -> None:
         rt = self._rt.pop(key, None)
         if rt is not None:
             try:
@@ -94,10 +122,10 @@ class ModelRuntimes:
     def state(self, principal: str, name: str, version: int | None) -> dict:
         self._allowed(principal, name)
         version = self.registry.resolve_version(name, version)
-        rt = self._rt.get((name, version))
+        rt = self._rt.get(self._key(name, version))
         if rt is not None and rt.session.state in ("closed", "failed"):
             with self._lock:
-                self._drop((name, version), "failed")
+                self._drop(self._key(name, version), "failed")
             rt = None
         return {"name": name, "version": version, "runtime_id": rt.id if rt else None, "state": rt.state if rt else "absent"}
 
@@ -112,20 +140,21 @@ class ModelRuntimes:
         self._allowed(principal, name)
         check_session_id(rid)
         version = self.registry.resolve_version(name, version)
+        key = self._key(name, version)
         with self._lock:
-            cur = self._rt.get((name, version))
+            cur = self._rt.get(key)
             if cur is not None and cur.id == rid:
                 return {"runtime_id": rid, "state": cur.state, "link_address": self.cfg.party.link_address(cur.session.port)}
         if self._live(cur) and all(self._peers_hold(cur.id)):
-            raise Conflict(f"this model already has a {cur.state} runtime on every node")
+            raise Conflict(f"this {self.kind} already has a {cur.state} runtime on every node")
         with self._lock:
-            if self._rt.get((name, version)) is not cur:
-                raise Conflict("this model's runtime changed meanwhile; retry")
+            if self._rt.get(key) is not cur:
+                raise Conflict(f"this {self.kind}'s runtime changed meanwhile; retry")
             self._rate_limit(principal)
-            self._drop((name, version), "replaced")
-            sess = self.sessions.create(rid, SYSTEM, kind=f"model:{name}@{version}", internal=True)
-            self._rt[(name, version)] = Runtime(name, version, sess)
-        self.audit.append("model.runtime.prepare", asset=f"{name}@{version}", requester=principal, detail={"runtime": rid})
+            self._drop(key, "replaced")
+            sess = self.sessions.create(rid, SYSTEM, kind=f"{self.kind}:{self._asset(key)}", internal=True)
+            self._rt[key] = Runtime(key, sess)
+        self.audit.append(f"{self.kind}.runtime.prepare", asset=self._asset(key), requester=principal, detail={"runtime": rid})
         return {"runtime_id": rid, "state": "reserved", "link_address": self.cfg.party.link_address(sess.port)}
 
     def link_and_load(self, principal: str, name: str, version: int, rid: str, addresses: list[str]) -> dict:
@@ -137,46 +166,39 @@ class ModelRuntimes:
         try:
             link_s = self.sessions.link(rt.session, addresses, self._runtime_options())
             t0 = time.perf_counter()
-            config = self.registry.config(name, version)
-            tensors = [tensor for tensor, _shape in self.registry.tensor_specs(name, version)]
-            n_tensors = len(tensors)
-            stacks = []
-            if P.is_stacked(config):
-                from ..secure.engine import load_groups, stack_inputs
-
-                cfg = P._llama_config(config)
-                stacks = [(key, stack_inputs(cfg, key)) for key, _members in load_groups(cfg)]
-                stacked = {t for _key, per_layer in stacks for t in per_layer}
-                tensors = [t for t in tensors if t not in stacked]
-            # Unstacked tensors (the embedding) and the output head first, while little
-            # else is resident: expanding a stored share briefly takes ~3x its size
-            # (SmolLM2's embedding: ~1.4 GB), which on top of all the stacks was the
-            # load peak (2.9-3.3 GB PSS per node).
-            self._load_tensors(rt, name, version, tensors)
-            if config.get("tie_embeddings") and config.get("kind", "llama") == "llama":
-                # the output head, pre-transposed once here (see secure.engine.head_spec)
-                self._run_load_program(rt, P.head_program(config))
-            # then one resident stack at a time, largest first: load its per-layer
-            # tensors, stack them, drop them
-            for key, per_layer in stacks:
-                self._load_tensors(rt, name, version, per_layer)
-                self._run_load_program(rt, P.stack_program(config, key))
-                self.sessions.call(rt.session, {"op": "del_var", "names": [P.weight_var(t) for t in per_layer]})
+            n_tensors = self._load(rt)
         except BaseException:
             with self._lock:
-                if self._rt.get((name, version)) is rt:
-                    self._drop((name, version), "load failed")
+                if self._rt.get(rt.assets) is rt:
+                    self._drop(rt.assets, "load failed")
             raise
         rt.load_seconds = time.perf_counter() - t0
         rt.loaded_at = time.time()
         rt.state = "ready"
         self.audit.append(
-            "model.runtime.load",
-            asset=f"{name}@{version}",
+            f"{self.kind}.runtime.load",
+            asset=self._asset(rt.assets),
             requester=principal,
             detail={"runtime": rid, "tensors": n_tensors, "seconds": round(rt.load_seconds, 2)},
         )
         return {"link_seconds": link_s, "load_seconds": rt.load_seconds, "tensors": n_tensors}
+
+    def _load(self, rt: Runtime) -> int:
+        """Make every asset of ``rt`` resident by its kind's load plan; the number of stored tensors."""
+        n = 0
+        for kind, name, version in rt.assets:
+            specs = self.registry.tensor_specs(name, version)
+            n += len(specs)
+            for step in self.capabilities.load_plan(kind)(self.registry.config(name, version), specs):
+                if isinstance(step, LoadTensors):
+                    self._load_tensors(rt, name, version, list(step.tensors))
+                elif isinstance(step, RunLoadProgram):
+                    self._run_load_program(rt, step.build())
+                elif isinstance(step, DropTensors):
+                    self.sessions.call(rt.session, {"op": "del_var", "names": [P.weight_var(t) for t in step.tensors]})
+                else:  # pragma: no cover - a new kind of step needs its handling here
+                    raise TypeError(f"unknown load step {step!r}")
+        return n
 
     def _load_tensors(self, rt: Runtime, name: str, version: int, tensors: list[str]) -> None:
         """Load stored shares of ``tensors`` into the runtime straight from the node's store."""
@@ -190,7 +212,7 @@ class ModelRuntimes:
             timeout=3600,
         )
 
-    def _run_load_program(self, rt: Runtime, prog: P.NodeProgram) -> None:
+    def _run_load_program(self, rt: Runtime, prog: NodeProgram) -> None:
         """A load-time program: weights in, weights out, no request inputs."""
         self.sessions.run(rt.session, prog.program.executable, prog.program.sha256, request="load")
 
@@ -233,15 +255,16 @@ class ModelRuntimes:
     def _reserve_grace_s(self) -> float:
         return self.cfg.cluster.timeouts.link_connect_s + 30
 
-    def _limit_owner_runs(self, principal: str, name: str, program: str) -> None:
-        """Owner programs reveal numbers computed from the weights (``verify``: one per
-        tensor): at most ``VERIFY_RUNS_PER_HOUR`` per model and owner on this node."""
-        from ..hosting.protocol import VERIFY_RUNS_PER_HOUR
-
-        key, now = f"{principal}\0{name}\0{program}", time.monotonic()
+    def _limit_runs(self, principal: str, name: str, pdef: ProgramDef) -> None:
+        """Owner programs reveal numbers computed from the asset (hosting's check: one
+        per tensor): at most ``pdef.runs_per_hour`` per asset and owner on this node."""
+        limit = pdef.runs_per_hour
+        if limit is None:
+            return
+        key, now = f"{principal}\0{name}\0{pdef.name}", time.monotonic()
         recent = [t for t in self._owner_runs.get(key, []) if now - t < 3600]
-        if len(recent) >= VERIFY_RUNS_PER_HOUR:
-            raise Conflict(f"{program} ran {VERIFY_RUNS_PER_HOUR} times in the last hour on this model; retry later")
+        if len(recent) >= limit:
+            raise Conflict(f"{pdef.name} ran {limit} times in the last hour on this {self.kind}; retry later")
         self._owner_runs[key] = [*recent, now]
 
     def _rate_limit(self, principal: str) -> None:
@@ -270,7 +293,7 @@ class ModelRuntimes:
             raise Conflict(f"runtime is {rt.state}")
         if not re.match(r"^[A-Za-z0-9_]{1,64}$", var):
             raise InvalidInput("invalid variable name")
-        if not P.client_may_upload(var, self.cfg.bench):
+        if var not in self._uploadable:  # of the registered programs only (benchmarks only where turned on)
             raise InvalidInput(f"{var!r} is not an input a client may upload (noise, masks, tokens and caches are made by the nodes)")
         if rt.requests.get(request, principal) != principal:
             raise NotFound("unknown request")  # another principal's request: nothing about it, not even frame errors
@@ -278,9 +301,13 @@ class ModelRuntimes:
         self._request(rt, principal, request, create=True)
         self.sessions.set_var(rt.session, P.request_var(request, var), data)
         self.audit.append(
-            "model.request.put", asset=f"{name}@{version}", requester=principal, bytes_in=len(data), detail={"request": request, "var": var}
+            f"{self.kind}.request.put",
+            asset=self._asset(rt.assets),
+            requester=principal,
+            bytes_in=len(data),
+            detail={"request": request, "var": var},
         )
-        state = rt.states.setdefault(request, RS.RequestState())
+        state = rt.states.setdefault(request, RequestState())
         state.origin[var], state.uploads[var] = "client", meta
 
     def run(self, principal: str, name: str, version: int, rid: str, request: str, program: str, params: dict) -> dict:
@@ -288,28 +315,27 @@ class ModelRuntimes:
         rt = self._get(name, version, rid)
         if rt.state != "ready":
             raise Conflict(f"runtime is {rt.state}")
-        params, sampling = RS.split_params(program, params)
-        np_ = self._program(name, version, program, params)
-        if np_.who == "owner" and self.registry._owner(name) != principal:
+        pdef = self.capabilities.program(program)
+        params, settings = pdef.split(params)
+        np_ = self._program(name, version, pdef, params)
+        if np_.who == "owner" and self.registry.owner(name) != principal:
             raise PermissionDenied(f"only the owner of {name!r} may run {program!r}")
         self._request(rt, principal, request, create=not np_.client_inputs and not np_.carried_inputs)
-        state = rt.states.setdefault(request, RS.RequestState())
-        RS.check_sources(np_, state, self.registry.storage_type)
-        cfg = P._llama_config(self.registry.config(name, version)) if np_.node_inputs else None
-        values, step = RS.node_values(program, np_, state, params, sampling, cfg)
+        state = rt.states.setdefault(request, RequestState())
+        RS.check_sources(np_, state, self.registry.storage_type, first=pdef.follows or program)
+        ctx = RunContext(np_, state, params, settings, self.registry.config(name, version))
+        values, step = pdef.node_values(ctx) if np_.node_inputs and pdef.node_values else ({}, 0)
+        if {n for n, _ in np_.node_inputs} != set(values):  # every public input made here, nothing else
+            raise InvalidInput(f"{program}: the node cannot make its public inputs")
         for var, value in values.items():
             self.sessions.set_public(rt.session, P.request_var(request, var), value)
-        if np_.who == "owner":
-            self._limit_owner_runs(principal, name, program)
+        self._limit_runs(principal, name, pdef)
+        op, asset = f"{self.kind}.run.{program}", self._asset(rt.assets)
         try:
             res = self.sessions.run(rt.session, np_.program.executable, np_.program.sha256, request=request)
         except MisuanError as exc:
             self.audit.append(
-                f"model.run.{program}",
-                asset=f"{name}@{version}",
-                requester=principal,
-                status="failed",
-                detail={"request": request, "error": type(exc).__name__},
+                op, asset=asset, requester=principal, status="failed", detail={"request": request, "error": type(exc).__name__}
             )
             raise
         for out in res["outputs"]:
@@ -317,38 +343,34 @@ class ModelRuntimes:
         detail = {"request": request, "send_bytes": res.get("send_bytes", 0), "seconds": round(res["seconds"], 3)}
         if np_.check is not None and not self.sessions.reveal_flag(rt.session, P.request_var(request, np_.check)):
             self.end_request(principal, name, version, rid, request)
-            self.audit.append(
-                f"model.run.{program}", asset=f"{name}@{version}", requester=principal, detail={**detail, "refused": np_.check}
-            )
-            raise InvalidInput(
-                f"{program}: request inputs failed the check {np_.check!r} (each prompt row must be one token); request dropped"
-            )
-        RS.after_run(program, state, params, sampling, step)
+            self.audit.append(op, asset=asset, requester=principal, detail={**detail, "refused": np_.check})
+            raise InvalidInput(f"{program}: request inputs failed the check {np_.check!r} ({pdef.check_failed}); request dropped")
+        if pdef.after_run is not None:
+            pdef.after_run(ctx, step)
         for out in np_.revealable:
             rt.session.readable.add(P.request_var(request, out))  # declared: reveal.py may return it
-        self.audit.append(f"model.run.{program}", asset=f"{name}@{version}", requester=principal, detail=detail)
+        self.audit.append(op, asset=asset, requester=principal, detail=detail)
         return res
 
     def compile(self, principal: str, name: str, version: int, program: str, params: dict) -> dict:
         """Build and compile a program ahead of running it (so parties start runs together)."""
         self._allowed(principal, name)
         t0 = time.perf_counter()
-        np_ = self._program(name, version, program, RS.split_params(program, params)[0])
+        pdef = self.capabilities.program(program)
+        np_ = self._program(name, version, pdef, pdef.split(params)[0])
         return {"sha256": np_.program.sha256, "seconds": time.perf_counter() - t0}
 
-    def _program(self, name: str, version: int, program: str, params: dict) -> P.NodeProgram:
-        key = (name, version, program, tuple(sorted(params.items())))
+    def _program(self, name: str, version: int, pdef: ProgramDef, params: dict) -> NodeProgram:
+        """Build (or find) ``pdef`` compiled for this asset: from memory, from the disk
+        cache (keyed on the code roots of every registered capability), or here."""
+        key = (name, version, pdef.name, tuple(sorted(params.items())))
         with self._compile_lock:
             if key not in self._programs:
-                from . import bench_programs
-
-                build = bench_programs.BUILDERS.get(program) if self.cfg.bench else None
-                P.check_params(program, params, bench_programs.PARAM_KEYS if self.cfg.bench else {})
                 specs, config = self.registry.tensor_specs(name, version), self.registry.config(name, version)
-                disk_key = self._disk.key(program, {**params, "_tensors": [t for t, _ in specs]}, config)
+                disk_key = self._disk.key(pdef.name, {**params, "_tensors": [t for t, _ in specs]}, config)
                 built = self._disk.get(disk_key)
                 if built is None:
-                    built = build(specs, config, params) if build else P.build(program, specs, config, params)
+                    built = pdef.build(specs, config, params)
                     self._disk.put(disk_key, built)
                 self._programs[key] = built
             return self._programs[key]
@@ -369,24 +391,25 @@ class ModelRuntimes:
         rt.session.readable = {n for n in rt.session.readable if not n.startswith(prefix)}
         rt.requests.pop(request, None)
         rt.states.pop(request, None)
-        self.audit.append("model.request.end", asset=f"{name}@{version}", requester=principal, detail={"request": request})
+        self.audit.append(f"{self.kind}.request.end", asset=self._asset(rt.assets), requester=principal, detail={"request": request})
 
     # ------------------------------------------------------------ upkeep
 
     def unload(self, name: str, versions: list[int] | None = None) -> None:
         with self._lock:
-            for key in [k for k in self._rt if k[0] == name and (versions is None or k[1] in versions)]:
-                self._drop(key, "model removed")
+            for key in [k for k in self._rt if any(n == name and (versions is None or v in versions) for _k, n, v in k)]:
+                self._drop(key, f"{self.kind} removed")
 
     def resident(self) -> list[dict]:
         out = []
-        for (name, version), rt in list(self._rt.items()):
+        for rt in list(self._rt.values()):
             if rt.session.state in ("closed", "failed"):
                 continue
             out.append(
                 {
-                    "name": name,
-                    "version": version,
+                    "name": rt.name,
+                    "version": rt.version,
+                    "assets": [{"kind": k, "name": n, "version": v} for k, n, v in rt.assets],
                     "runtime_id": rt.id,
                     "state": rt.state,
                     "load_seconds": round(rt.load_seconds, 2),
@@ -414,4 +437,4 @@ def _rss(pid: int) -> int:
         return 0
 
 
-__all__ = ["ModelRuntimes", "Runtime"]
+__all__ = ["AssetRef", "AssetSet", "Runtime", "Runtimes"]

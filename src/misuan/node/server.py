@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 import socket
 from pathlib import Path
+from typing import Callable
 
 from ..config import NODE_KEEP_ALIVE_S, NodeConfig, load_node
 from ..errors import ConfigError
+from .capability import NodeCapability
 
 
 def _check_port_free(host: str, port: int) -> None:
@@ -28,7 +30,8 @@ def preflight(cfg: NodeConfig) -> None:
     _check_port_free(cfg.listen_host, cfg.listen_port)
 
 
-def serve(config_path: str | Path) -> None:
+def serve(config_path: str | Path, capabilities: Callable[[NodeConfig], tuple[NodeCapability, ...]] | None = None) -> None:
+    """Run one node; ``capabilities(cfg)`` names what it runs (the CLI passes the registry's list)."""
     import uvicorn
 
     from .app import create_app
@@ -36,7 +39,7 @@ def serve(config_path: str | Path) -> None:
 
     cfg = load_node(config_path)
     preflight(cfg)
-    service = NodeService(cfg)  # opens the store: a wrong key refuses here
+    service = NodeService(cfg, capabilities(cfg) if capabilities else ())  # opens the store: a wrong key refuses here
     logging.basicConfig(level=cfg.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     ssl = {}
     if cfg.cluster.tls:

@@ -13,12 +13,13 @@ from .. import __version__
 from ..audit_heads import HeadSigner
 from ..config import NodeConfig
 from . import auth
+from .assets import AssetRegistry
 from .audit import AuditLog
+from .capability import Capabilities, NodeCapability
 from .datasets import DatasetRegistry
 from .db import Database
-from .models import ModelRegistry, model_fields
 from .psi_jobs import PsiJobs
-from .runtimes import ModelRuntimes
+from .runtimes import Runtimes
 from .sessions import SessionManager
 from .store import ShareStore
 from .witness import AuditWitness
@@ -33,7 +34,7 @@ def share_layout(protocol: str, field: str) -> tuple[str, int]:
 
 
 class NodeService:
-    def __init__(self, cfg: NodeConfig):
+    def __init__(self, cfg: NodeConfig, capabilities: tuple[NodeCapability, ...] = ()):
         self.cfg = cfg
         self.started = time.time()
         cfg.state_dir.mkdir(parents=True, exist_ok=True)
@@ -47,8 +48,12 @@ class NodeService:
         self.witness = AuditWitness(cfg, self.db, self.audit, self.signer)
         self.sessions = SessionManager(cfg, self.db, self.audit)
         storage, per_value = share_layout(cfg.cluster.mpc.protocol, cfg.cluster.mpc.field)
-        self.models = ModelRegistry(self.db, self.store, self.audit, storage, per_value)
-        self.runtimes = ModelRuntimes(cfg, self.sessions, self.models, self.audit)
+        self.capabilities = Capabilities(tuple(capabilities))
+        #: asset kind -> its registry, and the resident runtimes of its programs
+        self.assets = {
+            k.name: AssetRegistry(self.db, self.store, self.audit, storage, per_value, k) for k in self.capabilities.asset_kinds()
+        }
+        self.runtimes = {k: Runtimes(cfg, self.sessions, reg, self.audit, self.capabilities) for k, reg in self.assets.items()}
         self.datasets = DatasetRegistry(cfg.data_dirs, self.db, self.audit)
         self.psi = PsiJobs(cfg, self.sessions, self.audit, self.datasets)
         self._stop = threading.Event()
@@ -58,7 +63,8 @@ class NodeService:
         return f"NodeService(rank={self.cfg.rank})"
 
     def start(self) -> None:
-        self.models.recover()
+        for reg in self.assets.values():
+            reg.recover()
         self.sessions.start()
         self._upkeep.start()
         self.audit.append(
@@ -69,8 +75,10 @@ class NodeService:
     def _upkeep_loop(self) -> None:
         while not self._stop.wait(10.0):
             try:
-                self.models.reap_uploads(self.cfg.cluster.timeouts.session_idle_s)
-                self.runtimes.check_alive()
+                for reg in self.assets.values():
+                    reg.reap_uploads(self.cfg.cluster.timeouts.session_idle_s)
+                for rts in self.runtimes.values():
+                    rts.check_alive()
                 self.psi.reap(self.cfg.cluster.timeouts.session_idle_s)
             except Exception:  # keep the node up; the next round retries
                 logging.getLogger(__name__).exception("upkeep failed")
@@ -103,13 +111,20 @@ class NodeService:
             if admin or (s.principal == who and not s.internal)
         ]
         assets = [
-            {**model_fields(n), "version": v, "kind": k, "state": st, "size_bytes": b}
+            {**reg.fields(n), "version": v, "kind": k, "state": st, "size_bytes": b}
+            for ak, reg in self.assets.items()
             for n, v, k, st, b in self.db.query(
-                "SELECT name, version, kind, state, size_bytes FROM assets WHERE state='ready' ORDER BY name, version"
+                "SELECT name, version, kind, state, size_bytes FROM assets WHERE state='ready' AND asset_kind=? ORDER BY name, version",
+                (ak,),
             )
-            if admin or self.models.can_use(who, n)
+            if admin or reg.can_use(who, n)
         ]
-        resident = [{**r, **model_fields(r["name"])} for r in self.runtimes.resident() if admin or self.models.can_use(who, r["name"])]
+        resident = [
+            {**r, **self.assets[k].fields(r["name"])}
+            for k, rts in self.runtimes.items()
+            for r in rts.resident()
+            if admin or self.assets[k].can_use(who, r["name"])
+        ]
         return {
             "party": self.cfg.party.id,
             "rank": self.cfg.rank,

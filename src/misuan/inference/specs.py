@@ -48,25 +48,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass
-from typing import Callable
 
 import jax
 import jax.numpy as jnp
 
 from ..models.config import LlamaConfig
 from ..models.llama import KVCache, LlamaOps, block, rope_tables
-from . import ops as secure_ops
-from .onehot import onehot_rows, prefill_mask
-from .sampling import argmax_onehot
-
-#: the only request inputs a client uploads to the LLaMA programs: the prompt's digits
-#: (:mod:`.onehot`); everything else a run reads is carried over or made by the nodes.
-CLIENT_INPUTS: tuple[str, ...] = ("hi", "lo")
-
-#: prompt buckets (T) and cache buckets (S); programs exist per bucket.
-PROMPT_BUCKETS: tuple[int, ...] = (16, 32, 64, 128, 256, 512)
-CACHE_BUCKETS: tuple[int, ...] = (64, 128, 256, 512, 1024, 2048)
+from ..node.programs import Input, ProgramSpec
+from ..secure import ops as secure_ops
+from ..secure.onehot import digit_base, onehot_rows, prefill_mask
+from ..secure.sampling import argmax_onehot
+from . import protocol as P
 
 
 def secure_ops_for_llama() -> LlamaOps:
@@ -245,37 +237,8 @@ def _token_id(onehot: jax.Array) -> jax.Array:
     return onehot @ jnp.arange(onehot.shape[-1], dtype=jnp.float32)
 
 
-@dataclass(frozen=True)
-class Input:
-    """A request input of a program: its short name, public shape, dtype and source.
-
-    ``source``: ``client`` (uploaded by the requester, secret), ``carried`` (an output
-    of an earlier run of the same request, never a client upload), ``node`` (public,
-    computed by each node itself, e.g. the sampling noise)."""
-
-    name: str
-    shape: tuple[int, ...]
-    source: str = "client"
-    dtype: str = "float32"
-
-
-@dataclass(frozen=True)
-class ProgramSpec:
-    """A program's function and the public shapes of its request inputs/outputs."""
-
-    fn: Callable
-    #: request inputs, after the weights, in order
-    inputs: tuple[Input, ...]
-    outputs: tuple[str, ...]
-    revealable: tuple[str, ...]
-    #: an output the nodes reveal among themselves; the run is refused unless it is true
-    check: str | None = None
-
-
 def prefill_spec(cfg: LlamaConfig, T: int, S: int, ops: LlamaOps | None = None) -> ProgramSpec:
     """Prompt (T slots, right-aligned) -> first sampled token + a right-aligned S-slot cache."""
-    from .onehot import digit_base
-
     ops = ops or secure_ops_for_llama()
     names = program_weight_names(cfg)
     V, L, KV, hd = cfg.vocab_size, cfg.n_layers, cfg.n_kv_heads, cfg.head_dim
@@ -298,13 +261,13 @@ def prefill_spec(cfg: LlamaConfig, T: int, S: int, ops: LlamaOps | None = None) 
         dmask = jnp.concatenate([jnp.zeros((S - T,), jnp.float32), real.astype(jnp.float32)])[None, :]  # (1, S) secret
         return tok, _token_id(tok), k, v, dmask, ok
 
-    hi_name, lo_name = CLIENT_INPUTS
     inputs = (
-        Input(hi_name, (T, n_hi), "client", "int32"),
-        Input(lo_name, (T, base), "client", "int32"),
-        Input("gumbel", (V,), "node"),
+        Input(P.PROMPT_HI, (T, n_hi), "client", "int32"),
+        Input(P.PROMPT_LO, (T, base), "client", "int32"),
+        Input(P.GUMBEL, (V,), "node"),
     )
-    return ProgramSpec(prefill, inputs, ("tok", "id", "k", "v", "mask", "ok"), ("id",), check="ok")
+    outputs = (P.TOKEN, P.TOKEN_ID, P.KEYS, P.VALUES, P.MASK, P.PROMPT_OK)
+    return ProgramSpec(prefill, inputs, outputs, (P.TOKEN_ID,), check=P.PROMPT_OK)
 
 
 def decode_spec(cfg: LlamaConfig, S: int, ops: LlamaOps | None = None) -> ProgramSpec:
@@ -326,15 +289,15 @@ def decode_spec(cfg: LlamaConfig, S: int, ops: LlamaOps | None = None) -> Progra
         return nxt, _token_id(nxt), cache.k, cache.v, mask
 
     inputs = (
-        Input("tok", (1, V), "carried"),
-        Input("k", (L, KV, S, hd), "carried"),
-        Input("v", (L, KV, S, hd), "carried"),
-        Input("mask", (1, S), "carried"),
-        Input("cos", (1, hd), "node"),
-        Input("sin", (1, hd), "node"),
-        Input("gumbel", (V,), "node"),
+        Input(P.TOKEN, (1, V), "carried"),
+        Input(P.KEYS, (L, KV, S, hd), "carried"),
+        Input(P.VALUES, (L, KV, S, hd), "carried"),
+        Input(P.MASK, (1, S), "carried"),
+        Input(P.COS, (1, hd), "node"),
+        Input(P.SIN, (1, hd), "node"),
+        Input(P.GUMBEL, (V,), "node"),
     )
-    return ProgramSpec(decode, inputs, ("tok", "id", "k", "v", "mask"), ("id",))
+    return ProgramSpec(decode, inputs, (P.TOKEN, P.TOKEN_ID, P.KEYS, P.VALUES, P.MASK), (P.TOKEN_ID,))
 
 
 def head_spec(cfg: LlamaConfig) -> ProgramSpec:
@@ -350,12 +313,3 @@ def head_spec(cfg: LlamaConfig) -> ProgramSpec:
         return (secure_ops.dense_transpose(embed),)  # (D, V) dense
 
     return ProgramSpec(head, (), ("lm_head",), ())
-
-
-def bucket(value: int, buckets: tuple[int, ...], what: str) -> int:
-    for b in buckets:
-        if value <= b:
-            return b
-    from ..errors import InvalidInput
-
-    raise InvalidInput(f"{what} of {value} exceeds the largest bucket ({buckets[-1]})")

@@ -1,15 +1,13 @@
-"""Node programs: how stored tensors map onto resident variables."""
+"""The LLaMA resident layout: how stored tensors map onto resident variables."""
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 
+from misuan.inference.layout import resident_weights
+from misuan.inference.specs import FUSED_KEYS, load_groups, program_weight_names, resident_shapes, stack_spec
 from misuan.models.config import LlamaConfig
 from misuan.models.params import param_shapes
-from misuan.node.programs import resident_weights
-from misuan.secure.engine import FUSED_KEYS, load_groups, program_weight_names, resident_shapes, stack_spec
 
 CFG = LlamaConfig(vocab_size=40, dim=16, n_layers=3, n_heads=4, n_kv_heads=2, head_dim=4, hidden_dim=24)
 
@@ -64,16 +62,3 @@ def test_unstacked_runtimes_keep_stored_names():
     resident, unstack = resident_weights([(n, a.shape) for n, a in stored.items()], stacked=False)
     assert [n for n, _ in resident] == list(stored)
     assert unstack([1, 2]) == [(1, False), (2, False)]
-
-
-def test_bench_programs_compile_against_the_resident_layout():
-    """The PUMA baseline's load program and forward compile against the resident
-    variables (they read them through ``resident_weights`` like the product's)."""
-    from misuan.node.bench_programs import BUILDERS
-
-    config = {f.name: getattr(CFG, f.name) for f in dataclasses.fields(CFG)}
-    specs = param_shapes(CFG)
-    store = BUILDERS["bench.store_hf"](specs, config, {})
-    assert store.program.output_names[0] == "w:hf:layers.0.wq"
-    puma = BUILDERS["bench.puma"](specs, config, {"T": 4})
-    assert puma.request_inputs == ("x",)

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..models.config import LlamaConfig
 from ..models.llama import rope_tables, rotate_half
-from .ops import dense_transpose
+from ..secure.ops import dense_transpose
 
 #: matrices stored (out, in) by HF/GGUF: the baseline keeps them that way.
 MATRICES = ("wq", "wk", "wv", "wo", "w_gate", "w_up", "w_down")

@@ -1,13 +1,16 @@
-"""The model registry of one node: staged uploads, versions, grants.
+"""The asset registry of one node, for every kind: staged uploads, versions, grants.
 
-A publish stages every tensor share under ``shares/staging/<upload>/`` and
-registers nothing until ``commit``, which moves the directory into
-``shares/models/<name>/<version>/`` and writes the registry rows in one
-transaction. Aborted, idle or interrupted uploads (including those cut by a
-node restart) are deleted, so a failed publish leaves no half model.
+One :class:`AssetRegistry` per asset kind a capability registers (``model``
+today; ``kb``, ``dataset``, ``adapter`` next), over shared tables: a name
+(``<owner>/<name>``) belongs to one kind. A publish stages every tensor share
+under ``shares/staging/<upload>/`` and registers nothing until ``commit``,
+which moves the directory into ``shares/<kind>s/<name>/<version>/`` and writes
+the registry rows in one transaction. Aborted, idle or interrupted uploads
+(including those cut by a node restart) are deleted, so a failed publish
+leaves no half asset.
 
 Each share file is encrypted with the node key and bound (AEAD associated
-data) to ``model:<name>:<version>:<tensor>``. Nothing here ever returns share
+data) to ``<kind>:<name>:<version>:<tensor>``. Nothing here ever returns share
 bytes to a client.
 """
 
@@ -24,37 +27,28 @@ from ..errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from ..identity import ADMIN
 from ..mpc import _aby3, _pb
 from .audit import AuditLog
+from .capability import AssetKind
 from .db import Database
 from .store import ShareStore, StreamWriter
 
 MODEL_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
-#: a model's full name: ``<owner>/<name>`` (every principal publishes under its own name)
+#: an asset's full name: ``<owner>/<name>`` (every principal publishes under its own name)
 FULL_NAME_RE = re.compile(r"^[a-z][a-z0-9_-]{0,63}/[a-z0-9][a-z0-9._-]{0,63}$")
 TENSOR_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-KINDS = ("llama",)
 VIS_SECRET = 1  # spu Visibility.VIS_SECRET
 
 
-def check_model_name(name: str) -> str:
-    """A full model name ``<owner>/<name>``."""
+def check_asset_name(name: str, kind: str) -> str:
+    """A full asset name ``<owner>/<name>``."""
     if not FULL_NAME_RE.match(name or "") or ".." in name:
-        raise InvalidInput("model names are <owner>/<name>: name 1-64 chars, a-z 0-9 first, then a-z 0-9 . _ - (no '..')")
+        raise InvalidInput(f"{kind} names are <owner>/<name>: name 1-64 chars, a-z 0-9 first, then a-z 0-9 . _ - (no '..')")
     return name
 
 
-def model_fields(full: str) -> dict:
-    """How a model is named in answers: ``model`` (``<owner>/<name>``), ``owner``, ``name``."""
+def asset_fields(full: str, kind: str) -> dict:
+    """How an asset is named in answers: ``<kind>`` (``<owner>/<name>``), ``owner``, ``name``."""
     owner, _, name = full.partition("/")
-    return {"model": full, "owner": owner, "name": name}
-
-
-def _aad(name: str, version: int, tensor: str) -> str:
-    return f"model:{name}:{version}:{tensor}"
-
-
-def _key(name: str, version: int, tensor: str | None = None) -> str:
-    base = f"models/{name}/{version}"
-    return f"{base}/{tensor}" if tensor else base
+    return {kind: full, "owner": owner, "name": name}
 
 
 @dataclass
@@ -103,25 +97,42 @@ class _HeadCheck:
         self.done = True
 
 
-class ModelRegistry:
-    def __init__(self, db: Database, store: ShareStore, audit: AuditLog, storage_type: str, bytes_per_value: int):
+class AssetRegistry:
+    def __init__(self, db: Database, store: ShareStore, audit: AuditLog, storage_type: str, bytes_per_value: int, kind: AssetKind):
         self.db = db
         self.store = store
         self.audit = audit
         self.storage_type = storage_type
         self.bytes_per_value = bytes_per_value
+        self.kind = kind
+        self.k = kind.name
+
+    def _aad(self, name: str, version: int, tensor: str) -> str:
+        return f"{self.k}:{name}:{version}:{tensor}"
+
+    def _key(self, name: str, version: int, tensor: str | None = None) -> str:
+        base = f"{self.k}s/{name}/{version}"
+        return f"{base}/{tensor}" if tensor else base
+
+    def fields(self, full: str) -> dict:
+        return asset_fields(full, self.k)
 
     # ------------------------------------------------------------ helpers
 
-    def _owner(self, name: str) -> str | None:
-        rows = self.db.query("SELECT owner FROM assets WHERE name=? LIMIT 1", (name,))
+    def owner(self, name: str) -> str | None:
+        """The owner of asset ``name`` of this kind (None: no such asset of this kind)."""
+        rows = self.db.query("SELECT owner FROM assets WHERE name=? AND asset_kind=? LIMIT 1", (name, self.k))
         if rows:
             return rows[0][0]
-        rows = self.db.query("SELECT principal FROM uploads WHERE asset=? LIMIT 1", (name,))
+        rows = self.db.query(
+            # uploads staged before assets had kinds were all models
+            "SELECT principal FROM uploads WHERE asset=? AND COALESCE(json_extract(spec, '$.asset_kind'), 'model')=? LIMIT 1",
+            (name, self.k),
+        )
         return rows[0][0] if rows else None
 
     def can_use(self, principal: str, name: str) -> bool:
-        owner = self._owner(name)
+        owner = self.owner(name)
         if owner is None:
             return False
         if principal == owner:
@@ -130,34 +141,33 @@ class ModelRegistry:
 
     def _visible(self, principal: str, name: str) -> None:
         if not self.can_use(principal, name) and principal != ADMIN:
-            raise NotFound(f"unknown model {name!r}")
+            raise NotFound(f"unknown {self.k} {name!r}")
 
     def _require_owner(self, principal: str, name: str) -> str:
-        owner = self._owner(name)
+        owner = self.owner(name)
         if owner is None:
-            raise NotFound(f"unknown model {name!r}")
+            raise NotFound(f"unknown {self.k} {name!r}")
         if principal != owner:
             if self.can_use(principal, name) or principal == ADMIN:
                 raise PermissionDenied(f"only the owner of {name!r} may do this")
-            raise NotFound(f"unknown model {name!r}")
+            raise NotFound(f"unknown {self.k} {name!r}")
         return owner
 
     def resolve_version(self, name: str, version: int | None) -> int:
         if version is None:
-            rows = self.db.query("SELECT MAX(version) FROM assets WHERE name=? AND state='ready'", (name,))
+            rows = self.db.query("SELECT MAX(version) FROM assets WHERE name=? AND asset_kind=? AND state='ready'", (name, self.k))
             if not rows or rows[0][0] is None:
-                raise NotFound(f"unknown model {name!r}")
+                raise NotFound(f"unknown {self.k} {name!r}")
             return int(rows[0][0])
-        if not self.db.query("SELECT 1 FROM assets WHERE name=? AND version=? AND state='ready'", (name, version)):
-            raise NotFound(f"model {name!r} has no version {version}")
+        if not self.db.query("SELECT 1 FROM assets WHERE name=? AND version=? AND asset_kind=? AND state='ready'", (name, version, self.k)):
+            raise NotFound(f"{self.k} {name!r} has no version {version}")
         return version
 
     # ------------------------------------------------------------ uploads
 
     def begin_upload(self, principal: str, name: str, version: int, kind: str, config: dict, tokenizer: str, tensors: list[dict]) -> str:
-        check_model_name(name)
-        if kind not in KINDS:
-            raise InvalidInput(f"unsupported model kind {kind!r}")
+        check_asset_name(name, self.k)
+        self.kind.validate(kind, config)
         if version < 1:
             raise InvalidInput("version must be >= 1")
         names = [t["name"] for t in tensors]
@@ -169,18 +179,23 @@ class ModelRegistry:
             if not all(isinstance(d, int) and d >= 0 for d in t["shape"]):
                 raise InvalidInput(f"invalid shape for tensor {t['name']!r}")
         if name.split("/", 1)[0] != principal:  # decided by the name alone: no oracle of others' models
-            raise PermissionDenied(f"you publish under your own name: {principal}/<model>")
+            raise PermissionDenied(f"you publish under your own name: {principal}/<{self.k}>")
         if self.db.query("SELECT 1 FROM assets WHERE name=? AND version=?", (name, version)) or self.db.query(
             "SELECT 1 FROM uploads WHERE asset=? AND version=?", (name, version)
         ):
-            raise Conflict(f"model {name!r} version {version} already exists or is being published")
+            raise Conflict(f"{self.k} {name!r} version {version} already exists or is being published")
         uid = secrets.token_hex(12)
-        spec = {"kind": kind, "config": config, "tokenizer": tokenizer, "tensors": tensors}
+        spec = {"asset_kind": self.k, "kind": kind, "config": config, "tokenizer": tokenizer, "tensors": tensors}
         now = time.time()
         with self.db.tx() as conn:
             conn.execute("INSERT INTO uploads VALUES (?,?,?,?,?,?,?)", (uid, name, version, principal, json.dumps(spec), now, now))
-        self.audit.append("model.upload.begin", asset=f"{name}@{version}", requester=principal, detail={"tensors": len(tensors)})
+        self.audit.append(f"{self.k}.upload.begin", asset=f"{name}@{version}", requester=principal, detail={"tensors": len(tensors)})
         return uid
+
+    def upload_kind(self, uid: str) -> str | None:
+        """The asset kind of staged upload ``uid`` (None: no such upload)."""
+        rows = self.db.query("SELECT COALESCE(json_extract(spec, '$.asset_kind'), 'model') FROM uploads WHERE id=?", (uid,))
+        return rows[0][0] if rows else None
 
     def _upload(self, uid: str, principal: str) -> tuple[str, int, dict]:
         if not re.match(r"^[0-9a-f]{24}$", uid or ""):
@@ -200,7 +215,7 @@ class ModelRegistry:
         n = 1
         for d in shape:
             n *= d
-        writer = self.store.writer(f"staging/{uid}/{tensor}", _aad(name, version, tensor))
+        writer = self.store.writer(f"staging/{uid}/{tensor}", self._aad(name, version, tensor))
         return writer, _HeadCheck(shape, self.storage_type, bytearray()), n
 
     def finish_tensor(self, uid: str, principal: str, tensor: str, writer: StreamWriter, head: _HeadCheck, n: int) -> dict:
@@ -234,12 +249,12 @@ class ModelRegistry:
         self.prepare(uid, principal)
         rows = {r[0]: (r[1], r[2]) for r in self.db.query("SELECT name, share_sha256, bytes FROM upload_tensors WHERE upload=?", (uid,))}
         total = sum(b for _, b in rows.values())
-        self.store.move_tree(f"staging/{uid}", _key(name, version))
+        self.store.move_tree(f"staging/{uid}", self._key(name, version))
         now = time.time()
         with self.db.tx() as conn:
             conn.execute(
-                "INSERT INTO assets VALUES (?,?,?,?,?,?,?,?)",
-                (name, version, spec["kind"], principal, "ready", json.dumps(spec["config"]), now, total),
+                "INSERT INTO assets (name, version, kind, owner, state, config, created, size_bytes, asset_kind) VALUES (?,?,?,?,?,?,?,?,?)",
+                (name, version, spec["kind"], principal, "ready", json.dumps(spec["config"]), now, total, self.k),
             )
             for idx, t in enumerate(spec["tensors"]):
                 sha, nbytes = rows[t["name"]]
@@ -250,7 +265,9 @@ class ModelRegistry:
             conn.execute("INSERT INTO public_blobs VALUES (?,?,?,?)", (name, version, "tokenizer", spec["tokenizer"]))
             conn.execute("DELETE FROM upload_tensors WHERE upload=?", (uid,))
             conn.execute("DELETE FROM uploads WHERE id=?", (uid,))
-        self.audit.append("model.publish", asset=f"{name}@{version}", requester=principal, bytes_in=total, detail={"tensors": len(rows)})
+        self.audit.append(
+            f"{self.k}.publish", asset=f"{name}@{version}", requester=principal, bytes_in=total, detail={"tensors": len(rows)}
+        )
         return {"name": name, "version": version, "bytes": total}
 
     def abort(self, uid: str, principal: str | None, reason: str = "aborted") -> None:
@@ -265,7 +282,9 @@ class ModelRegistry:
         with self.db.tx() as conn:
             conn.execute("DELETE FROM upload_tensors WHERE upload=?", (uid,))
             conn.execute("DELETE FROM uploads WHERE id=?", (uid,))
-        self.audit.append("model.upload.abort", asset=f"{name}@{version}", requester=principal, status="aborted", detail={"reason": reason})
+        self.audit.append(
+            f"{self.k}.upload.abort", asset=f"{name}@{version}", requester=principal, status="aborted", detail={"reason": reason}
+        )
 
     def reap_uploads(self, max_idle_s: float) -> int:
         cutoff = time.time() - max_idle_s
@@ -286,7 +305,8 @@ class ModelRegistry:
 
     def list(self, principal: str) -> list[dict]:
         rows = self.db.query(
-            "SELECT name, version, kind, owner, created, size_bytes, config FROM assets WHERE state='ready' ORDER BY name, version"
+            "SELECT name, version, kind, owner, created, size_bytes, config FROM assets WHERE state='ready' AND asset_kind=? ORDER BY name, version",
+            (self.k,),
         )
         out = []
         for name, version, kind, owner, created, size, config in rows:
@@ -294,7 +314,7 @@ class ModelRegistry:
                 cfg = json.loads(config)
                 out.append(
                     {
-                        **model_fields(name),
+                        **self.fields(name),
                         "version": version,
                         "kind": kind,
                         "created": created,
@@ -306,7 +326,7 @@ class ModelRegistry:
         return out
 
     def show(self, principal: str, name: str, version: int | None = None) -> dict:
-        check_model_name(name)
+        check_asset_name(name, self.k)
         self._visible(principal, name)
         version = self.resolve_version(name, version)
         kind, owner, created, size, config = self.db.query(
@@ -320,7 +340,7 @@ class ModelRegistry:
         ]
         versions = [r[0] for r in self.db.query("SELECT version FROM assets WHERE name=? AND state='ready' ORDER BY version", (name,))]
         info = {
-            **model_fields(name),
+            **self.fields(name),
             "version": version,
             "versions": versions,
             "kind": kind,
@@ -334,7 +354,7 @@ class ModelRegistry:
         return info
 
     def tokenizer(self, principal: str, name: str, version: int | None = None) -> str:
-        check_model_name(name)
+        check_asset_name(name, self.k)
         self._visible(principal, name)
         version = self.resolve_version(name, version)
         return self.db.query("SELECT value FROM public_blobs WHERE asset=? AND version=? AND key='tokenizer'", (name, version))[0][0]
@@ -349,10 +369,10 @@ class ModelRegistry:
         return json.loads(self.db.query("SELECT config FROM assets WHERE name=? AND version=?", (name, version))[0][0])
 
     def store_key(self, name: str, version: int, tensor: str) -> tuple[str, str]:
-        return _key(name, version, tensor), _aad(name, version, tensor)
+        return self._key(name, version, tensor), self._aad(name, version, tensor)
 
     def remove(self, principal: str, name: str, version: int | None = None) -> list[int]:
-        check_model_name(name)
+        check_asset_name(name, self.k)
         self._require_owner(principal, name)
         if version is None:
             versions = [r[0] for r in self.db.query("SELECT version FROM assets WHERE name=?", (name,))]
@@ -363,28 +383,28 @@ class ModelRegistry:
                 conn.execute("DELETE FROM assets WHERE name=? AND version=?", (name, v))
                 conn.execute("DELETE FROM tensors WHERE asset=? AND version=?", (name, v))
                 conn.execute("DELETE FROM public_blobs WHERE asset=? AND version=?", (name, v))
-            self.store.delete_tree(_key(name, v))
-            self.audit.append("model.remove", asset=f"{name}@{v}", requester=principal)
+            self.store.delete_tree(self._key(name, v))
+            self.audit.append(f"{self.k}.remove", asset=f"{name}@{v}", requester=principal)
         if not self.db.query("SELECT 1 FROM assets WHERE name=?", (name,)):
             with self.db.tx() as conn:
                 conn.execute("DELETE FROM grants WHERE asset=?", (name,))
-            self.store.delete_tree(f"models/{name}")
+            self.store.delete_tree(f"{self.k}s/{name}")
         return versions
 
     def grant(self, principal: str, name: str, to: str) -> None:
         from .auth import check_principal
 
-        check_model_name(name)
+        check_asset_name(name, self.k)
         check_principal(to)
         self._require_owner(principal, name)
         with self.db.tx() as conn:
             conn.execute("INSERT OR IGNORE INTO grants VALUES (?,?,?,?)", (name, to, principal, time.time()))
-        self.audit.append("model.grant", asset=name, requester=principal, detail={"to": to})
+        self.audit.append(f"{self.k}.grant", asset=name, requester=principal, detail={"to": to})
 
     def revoke(self, principal: str, name: str, to: str) -> bool:
-        check_model_name(name)
+        check_asset_name(name, self.k)
         self._require_owner(principal, name)
         with self.db.tx() as conn:
             cur = conn.execute("DELETE FROM grants WHERE asset=? AND principal=?", (name, to))
-        self.audit.append("model.revoke", asset=name, requester=principal, detail={"from": to})
+        self.audit.append(f"{self.k}.revoke", asset=name, requester=principal, detail={"from": to})
         return cur.rowcount > 0
