@@ -59,4 +59,9 @@ def app_routes(tmp_dir) -> list:
     """Every route of a node's app, as the registry wires it."""
     from misuan.node.app import create_app
 
-    return list(create_app(node_service(tmp_dir)).routes)
+    def flat(routes):
+        for r in routes:
+            inner = getattr(r, "original_router", None)  # an included router (mounted without a prefix)
+            yield from flat(inner.routes) if inner is not None else [r]
+
+    return list(flat(create_app(node_service(tmp_dir)).routes))

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable
 
+from .hosting import cli as hosting_cli
+from .inference import cli as inference_cli
+
 if TYPE_CHECKING:  # pragma: no cover
     import typer
 
@@ -30,10 +33,5 @@ def node_capabilities(bench: bool = False) -> tuple["NodeCapability", ...]:
     return caps
 
 
-def cli_registrars() -> tuple[Callable[["typer.Typer"], None], ...]:
-    """Each capability's ``register(app)``: adds its commands to the root CLI."""
-    from .hosting.cli import register as hosting
-    from .inference.cli import register as inference
-    from .psi.cli import register as psi
-
-    return (hosting, inference, psi)
+CLI: tuple[Callable[["typer.Typer"], None], ...] = (hosting_cli.register, inference_cli.register)
+"""Each capability's ``register(app)``: adds its commands to the root CLI (imports only typer and rich)."""
