@@ -30,10 +30,10 @@ from .errors import (
 )
 
 _LAZY = {
-    "Client": "client.client",
+    "Client": "sdk",
     "ClusterSession": "client.client",
     "RunStats": "client.client",
-    "connect": "client.client",
+    "connect": "sdk",
     "LocalCluster": "cluster.local",
     "local_cluster": "cluster.local",
     "Identity": "identity",

@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 
 import misuan
-from misuan.client.client import Client
 from misuan.cluster.init import init_cluster, init_node, trust
 from misuan.config import load_cluster
 from misuan.identity import new_identity
+from misuan.sdk import Client
 from tests.conftest import FAST, client_as
 
 

@@ -36,6 +36,6 @@ def _fmt_bytes(n: int | None) -> str:
 
 
 def _client(cluster: Optional[Path], key: Optional[Path]):
-    from ..client.client import connect
+    from ..sdk import connect
 
     return connect(cluster or DEFAULT_DIR / "cluster.toml", key)

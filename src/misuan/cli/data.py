@@ -22,8 +22,8 @@ JsonOpt = typer.Option(False, "--json", help="machine-readable output")
 
 
 def _node(cluster: Optional[Path], key_file: Optional[Path], party: str):
-    from ..client.client import connect
     from ..psi.client import party_rank
+    from ..sdk import connect
 
     client = connect(cluster or DEFAULT_CLUSTER, key_file)
     try:

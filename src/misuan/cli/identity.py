@@ -27,7 +27,7 @@ def _emit(obj) -> None:
 
 
 def _client(cluster: Optional[Path], key: Optional[Path]):
-    from ..client.client import connect
+    from ..sdk import connect
 
     return connect(cluster or Path.home() / ".misuan" / "cluster" / "cluster.toml", key)
 

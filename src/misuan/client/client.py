@@ -19,7 +19,7 @@ import jax
 import numpy as np
 
 from .. import errors as E
-from ..config import ClusterConfig, load_cluster
+from ..config import ClusterConfig
 from ..identity import Identity, load_identity
 from ..mpc.compile import Program, compile_program, spec_of
 from ..mpc.shares import SecretShare, Sharer
@@ -175,7 +175,6 @@ class Client:
         self.sharer = Sharer(cluster.mpc, cluster.world_size)
         self._pool = ThreadPoolExecutor(max_workers=max(4, 2 * cluster.world_size), thread_name_prefix="misuan-client")
         self._programs: dict[tuple, Program] = {}
-        self._models: dict[tuple, Any] = {}
 
     def __repr__(self) -> str:
         return f"Client({self.cluster.name!r}, parties={self.cluster.world_size}, protocol={self.cluster.mpc.protocol})"
@@ -269,46 +268,6 @@ class Client:
         )
         return result, stats
 
-    # ------------------------------------------------------------ inference
-
-    def model(self, name: str, version: int | None = None):
-        """A hosted model ready for secure generation (its runtime is loaded on first use)."""
-        from ..inference.engine import SecureModel
-
-        key = (name, version)
-        if key not in self._models:
-            self._models[key] = SecureModel(self, name, version)
-        return self._models[key]
-
-    def chat(
-        self,
-        model: str,
-        messages: list[dict],
-        *,
-        max_tokens: int = 128,
-        temperature: float = 0.0,
-        top_p: float = 1.0,
-        seed: int | None = None,
-        fixed_length: bool = False,
-        stop: tuple[str, ...] = (),
-        stats=None,
-        version: int | None = None,
-    ):
-        """Yield the answer's text pieces as the nodes produce them (prompt and answer stay secret)."""
-        from ..inference.engine import GenerationParams
-
-        params = GenerationParams(max_tokens, temperature, top_p, seed, fixed_length, tuple(stop))
-        params.check(secure=True)
-        yield from self.model(model, version).chat(messages, params, stats)
-
-    # ------------------------------------------------------------ PSI
-
-    def psi(self, parties: dict, keys, **kwargs):
-        """Private set intersection between two parties' node-local CSVs; see :func:`misuan.psi.client.run_psi`."""
-        from ..psi.client import run_psi
-
-        return run_psi(self, parties, keys, **kwargs)
-
     def close(self) -> None:
         for n in self.nodes:
             n.close()
@@ -319,10 +278,3 @@ class Client:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def connect(cluster_file: str | Path, identity: Identity | str | Path | None = None) -> Client:
-    """A client for an already running cluster described by ``cluster_file``, acting
-    as ``identity`` (an :class:`~misuan.identity.Identity` or a key file; default:
-    the cluster file's ``key_file``)."""
-    return Client(load_cluster(cluster_file), identity)

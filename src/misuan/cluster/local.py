@@ -22,10 +22,10 @@ import psutil
 import tomllib
 
 from .. import errors as E
-from ..client.client import Client
 from ..client.transport import NodeClient
 from ..config import ClusterConfig, Timeouts, is_loopback, load_cluster
 from ..identity import Identity
+from ..sdk import Client
 from .init import LINK_PORTS_PER_NODE, find_port_block, init_cluster, port_free, write_toml
 
 START_TIMEOUT_S = 90.0
