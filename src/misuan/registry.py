@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Callable
 
 from .hosting import cli as hosting_cli
 from .inference import cli as inference_cli
+from .psi import cli as psi_cli
 
 if TYPE_CHECKING:  # pragma: no cover
     import typer
@@ -33,5 +34,5 @@ def node_capabilities(bench: bool = False) -> tuple["NodeCapability", ...]:
     return caps
 
 
-CLI: tuple[Callable[["typer.Typer"], None], ...] = (hosting_cli.register, inference_cli.register)
+CLI: tuple[Callable[["typer.Typer"], None], ...] = (hosting_cli.register, inference_cli.register, psi_cli.register)
 """Each capability's ``register(app)``: adds its commands to the root CLI (imports only typer and rich)."""

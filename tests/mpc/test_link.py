@@ -1,6 +1,6 @@
 from pathlib import Path
 
-from misuan.mpc.link import LinkSpec, LinkTLS, make_desc
+from misuan.mpc.link import LinkSpec, LinkTLS, SendRetry, make_desc
 
 
 def test_desc_carries_timeouts_and_tls():
@@ -17,3 +17,12 @@ def test_desc_carries_timeouts_and_tls():
 def test_async_only_links_skip_acknowledgements():
     spec = LinkSpec("s2", 0, ("127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"), 1000, 1.0, async_only=True)
     assert make_desc(spec).disable_msg_seq_id
+
+
+def test_connect_interval_and_send_retries():
+    retry = SendRetry(interval_ms=100, interval_incr_ms=400, max_interval_ms=2_000, max_retry=5)
+    spec = LinkSpec("s3", 0, ("127.0.0.1:1", "127.0.0.1:2"), 1000, 1.0, connect_interval_ms=200, send_retry=retry)
+    d = make_desc(spec)
+    assert (d.connect_retry_times, d.connect_retry_interval_ms) == (5, 200)
+    o = d.retry_opts
+    assert (o.retry_interval_ms, o.retry_interval_incr_ms, o.max_retry_interval_ms, o.max_retry) == (100, 400, 2_000, 5)

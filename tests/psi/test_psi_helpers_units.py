@@ -6,11 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from misuan.errors import ConfigError
+from misuan.errors import ConfigError, InvalidInput
 from misuan.psi._libpsi import check_shell_safe
-from misuan.psi._link import auto_recv_timeout_ms, summarize_error
+from misuan.psi._link import auto_recv_timeout_ms, build_desc, summarize_error
 from misuan.psi._progress import StageTracker
 from misuan.psi.result import STAGES, PsiPartyResult, overall_fraction
+from misuan.psi.spec import LinkTls, PsiLink
 
 
 def test_stage_tracker_is_monotonic_and_survives_a_broken_callback():
@@ -77,3 +78,18 @@ def test_result_roundtrip():
         bytes_received=20,
     )
     assert PsiPartyResult.from_dict(result.to_dict()) == result
+
+
+def test_psi_link_desc_comes_from_the_mpc_builder(tmp_path):
+    files = [tmp_path / n for n in ("c.pem", "k.pem", "ca.pem")]
+    for f in files:
+        f.write_text("x")
+    link = PsiLink("job-1", 1, ("127.0.0.1:1", "127.0.0.1:2"), tls=LinkTls(*files))
+    d = build_desc(link, 4321, listen="127.0.0.1:9")
+    assert d.id == "psi-job-1" and d.recv_timeout_ms == 4321
+    assert [p.host for p in d.parties] == ["127.0.0.1:1", "127.0.0.1:9"]  # this party binds where it is told
+    assert (d.connect_retry_times, d.connect_retry_interval_ms, d.retry_opts.max_retry) == (5, 200, 5)
+    assert d.enable_ssl and d.server_ssl_opts.verify.ca_file_path == str(files[2])
+    files[2].unlink()
+    with pytest.raises(InvalidInput, match="ca.pem"):
+        build_desc(link, 4321)

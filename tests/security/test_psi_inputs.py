@@ -18,6 +18,7 @@ import pytest
 
 import misuan
 from misuan.cluster.local import local_cluster
+from misuan.psi.client import dataset_grant, dataset_list, dataset_register, dataset_remove, dataset_revoke, dataset_show, psi_create
 from tests.conftest import FAST, client_as
 from tests.psi.psi_helpers import read_csv, write_csv
 
@@ -45,10 +46,7 @@ def user_file(lc, rank: int, who: str, name: str, header, rows, mode: int = 0o60
 def victim(duo):
     """The victim's mode-0600 SSN file on node 0 (alice), registered by its owner as ``patients``."""
     path = user_file(duo, 0, VICTIM, "ssn.csv", ["ssn", "name"], SSN_ROWS)
-    try:
-        client_as(duo, VICTIM).nodes[0].dataset_register("patients", str(path))
-    except AttributeError:  # the unfixed client has no datasets: the raw-path attack below still runs
-        pass
+    dataset_register(client_as(duo, VICTIM).nodes[0], "patients", str(path))
     return path
 
 
@@ -74,15 +72,15 @@ def test_unknown_and_forbidden_answer_the_same(duo, victim):
     mallory = client_as(duo, MALLORY).nodes[0]
     jobs = iter(f"oracle{i:04d}" for i in range(100))
     answers = {
-        _refusal(lambda ref=ref: mallory.psi_create(next(jobs), 0, SPEC, ref))
+        _refusal(lambda ref=ref: psi_create(mallory, next(jobs), 0, SPEC, ref))
         for ref in (f"{VICTIM}/patients", f"{VICTIM}/nope", "nobody/patients", "patients")
     }
-    answers |= {_refusal(lambda o=o: mallory.dataset_show("patients", owner=o)) for o in (VICTIM, "nobody")}
+    answers |= {_refusal(lambda o=o: dataset_show(mallory, "patients", owner=o)) for o in (VICTIM, "nobody")}
     assert len(answers) == 1, answers  # one answer whether the dataset exists or not
-    assert [d for d in mallory.dataset_list() if d["owner"] == VICTIM] == []
+    assert [d for d in dataset_list(mallory) if d["owner"] == VICTIM] == []
     # a raw path is not a PSI input any more: the field is refused before anything is looked up
     with pytest.raises(misuan.InvalidInput):
-        mallory._request("POST", "/v1/psi/jobs", json={"job_id": "rawpath0001", "rank": 0, "spec": SPEC, "input_path": str(victim)})
+        mallory.request("POST", "/v1/psi/jobs", json={"job_id": "rawpath0001", "rank": 0, "spec": SPEC, "input_path": str(victim)})
 
 
 def test_only_files_in_ones_own_directory_can_be_registered(duo, victim, tmp_path):
@@ -112,15 +110,15 @@ def test_only_files_in_ones_own_directory_can_be_registered(duo, victim, tmp_pat
         str(duo.dir / "node0" / "node.toml"),
         str(duo.dir / "node0" / "storage.key"),
     ]
-    answers = {_refusal(lambda p=p: node.dataset_register("grab", p)) for p in paths}
+    answers = {_refusal(lambda p=p: dataset_register(node, "grab", p)) for p in paths}
     assert len(answers) == 1 and "no such file in your data directory" in answers.pop()
     # a file of one's own registers, pinned by its hash, relative or absolute
     mine = user_file(duo, 0, MALLORY, "mine.csv", ["ssn"], [["1"]])
-    info = node.dataset_register("mine", "mine.csv")
+    info = dataset_register(node, "mine", "mine.csv")
     assert info["sha256"] == hashlib.sha256(mine.read_bytes()).hexdigest() and info["owner"] == MALLORY
     with pytest.raises(misuan.Conflict):
-        node.dataset_register("mine", str(mine))
-    node.dataset_remove("mine")
+        dataset_register(node, "mine", str(mine))
+    dataset_remove(node, "mine")
 
 
 def test_grants_separate_use_from_receiving_the_rows(duo, victim, tmp_path):
@@ -129,7 +127,7 @@ def test_grants_separate_use_from_receiving_the_rows(duo, victim, tmp_path):
     query = user_file(duo, 1, PARTNER, "q.csv", ["ssn"], q_rows)
     partner, owner = client_as(duo, PARTNER), client_as(duo, VICTIM).nodes[0]
     ref = f"{VICTIM}/patients"
-    owner.dataset_grant("patients", PARTNER)  # use, not receive
+    dataset_grant(owner, "patients", PARTNER)  # use, not receive
     res = partner.psi({"alice": ref, "bob": query}, ["ssn"], receiver="bob", out=tmp_path / "mine.csv")
     assert res.intersection == 2
     assert sorted(r[0] for r in read_csv(tmp_path / "mine.csv")[1]) == sorted(r[0] for r in q_rows if r[0] in theirs)
@@ -137,10 +135,10 @@ def test_grants_separate_use_from_receiving_the_rows(duo, victim, tmp_path):
         with pytest.raises(misuan.PermissionDenied, match="receive grant"):
             partner.psi({"alice": ref, "bob": query}, ["ssn"], receiver=receiver, join="left", out=tmp_path / "rows.csv")
     assert not list(tmp_path.glob("rows*.csv"))
-    owner.dataset_grant("patients", PARTNER, receive=True)
+    dataset_grant(owner, "patients", PARTNER, receive=True)
     res = partner.psi({"alice": ref, "bob": query}, ["ssn"], receiver="alice", out=tmp_path / "rows.csv")
     assert res.output_rows == {"alice": 2}
-    assert owner.dataset_revoke("patients", PARTNER)
+    assert dataset_revoke(owner, "patients", PARTNER)
     with pytest.raises(misuan.NotFound, match="no such dataset"):
         partner.psi({"alice": ref, "bob": query}, ["ssn"], receiver="bob", out=tmp_path / "again.csv")
 
@@ -191,21 +189,21 @@ def test_malformed_psi_requests_are_4xx_with_a_message(duo, victim):
     ]
     for spec in bad_specs:
         with pytest.raises(misuan.InvalidInput):
-            node._request("POST", "/v1/psi/jobs", json={"job_id": next(jobs), "rank": 0, "spec": spec, "dataset": "x"})
+            node.request("POST", "/v1/psi/jobs", json={"job_id": next(jobs), "rank": 0, "spec": spec, "dataset": "x"})
     for ref in ("x\0y", "a" * 5000, "", "../../etc/passwd", "/etc/passwd"):
         with pytest.raises(misuan.InvalidInput):
-            node.psi_create(next(jobs), 0, {"keys": ["ssn"]}, ref)
+            psi_create(node, next(jobs), 0, {"keys": ["ssn"]}, ref)
     for path in ("/etc/\0passwd", "/" + "a" * 5000, "/" + "b" * 300 + "/x.csv", ""):
         with pytest.raises(misuan.InvalidInput) as info:
-            node.dataset_register("grab", path)
+            dataset_register(node, "grab", path)
         assert str(info.value).strip()
     for name in ("../x", "x\0y", "a" * 65):
         with pytest.raises(misuan.InvalidInput):
-            node.dataset_register(name, "mine.csv")
+            dataset_register(node, name, "mine.csv")
     with pytest.raises(misuan.InvalidInput):
-        node.dataset_show("x%00y")  # a NUL in the URL path
+        dataset_show(node, "x%00y")  # a NUL in the URL path
     with pytest.raises(misuan.InvalidInput):
-        node._request("PUT", "/v1/datasets/x/grants/Not A Principal")
+        node.request("PUT", "/v1/datasets/x/grants/Not A Principal")
     assert node.health()["ok"]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import ssl
+from typing import Callable
 
 import httpx
 
@@ -107,6 +108,37 @@ class NodeClient:
         if resp.status_code >= 400:
             self._raise(resp)
         self._keep_receipt(resp)
+        return resp
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: object = None,
+        content: bytes | None = None,
+        params: dict | None = None,
+        timeout: float | None | str = "default",
+        sink: Callable[[bytes], object] | None = None,
+    ) -> httpx.Response:
+        """A signed call to one of this node's routes (a capability's own), errors mapped as for every call.
+
+        With ``sink``, the response body is not kept: each chunk (up to 1 MiB) goes to
+        ``sink`` as it arrives, and the returned response has no content.
+        """
+        if sink is None:
+            return self._request(method, path, json=json, content=content, params=params, timeout=timeout)
+        extra = {} if timeout == "default" else {"timeout": httpx.Timeout(timeout, connect=self._http.timeout.connect)}
+        try:
+            with self._http.stream(method, path, json=json, content=content, params=params, **extra) as resp:
+                if resp.status_code >= 400:
+                    resp.read()
+                    self._raise(resp)
+                self._keep_receipt(resp)
+                for chunk in resp.iter_bytes(1 << 20):
+                    sink(chunk)
+        except httpx.TransportError:
+            raise E.NodeUnavailable(f"{self.name} dropped the connection", party=self.party.rank, url=self.party.control_url) from None
         return resp
 
     def _keep_receipt(self, resp: httpx.Response) -> None:
@@ -294,55 +326,3 @@ class NodeClient:
 
     def runtime_end(self, name: str, version: int, rid: str, request: str) -> None:
         self._request("DELETE", f"/v1/models/{name}/runtime/{rid}/requests/{request}", params={"version": version}, timeout=60)
-
-    # ------------------------------------------------------------ PSI
-
-    def psi_create(self, job_id: str, rank: int, spec: dict, dataset: str) -> str:
-        body = {"job_id": job_id, "rank": rank, "spec": spec, "dataset": dataset}
-        return self._request("POST", "/v1/psi/jobs", json=body).json()["link_address"]
-
-    def psi_start(self, job_id: str, addresses: list[str], peer_rank: int) -> None:
-        self._request("POST", f"/v1/psi/jobs/{job_id}/start", json={"addresses": addresses, "peer_rank": peer_rank})
-
-    def psi_status(self, job_id: str) -> dict:
-        return self._request("GET", f"/v1/psi/jobs/{job_id}").json()
-
-    def psi_output(self, job_id: str, dest) -> int:
-        """Stream the job's output CSV into the open binary file ``dest``; returns bytes."""
-        n = 0
-        try:
-            with self._http.stream("GET", f"/v1/psi/jobs/{job_id}/output", timeout=None) as resp:
-                if resp.status_code >= 400:
-                    resp.read()
-                    self._raise(resp)
-                for chunk in resp.iter_bytes(1 << 20):
-                    dest.write(chunk)
-                    n += len(chunk)
-        except httpx.TransportError:
-            raise E.NodeUnavailable(f"{self.name} dropped the connection", party=self.party.rank, url=self.party.control_url) from None
-        return n
-
-    def psi_delete(self, job_id: str) -> None:
-        self._request("DELETE", f"/v1/psi/jobs/{job_id}", timeout=60)
-
-    # ------------------------------------------------------------ datasets (PSI inputs)
-
-    def dataset_register(self, name: str, path: str, replace: bool = False) -> dict:
-        body = {"name": name, "path": path, "replace": replace}
-        return self._request("POST", "/v1/datasets", json=body, timeout=None).json()
-
-    def dataset_list(self) -> list[dict]:
-        return self._request("GET", "/v1/datasets").json()
-
-    def dataset_show(self, name: str, owner: str | None = None) -> dict:
-        params = {"owner": owner} if owner else {}
-        return self._request("GET", f"/v1/datasets/{name}", params=params).json()
-
-    def dataset_remove(self, name: str) -> None:
-        self._request("DELETE", f"/v1/datasets/{name}")
-
-    def dataset_grant(self, name: str, to: str, receive: bool = False) -> None:
-        self._request("PUT", f"/v1/datasets/{name}/grants/{to}", params={"receive": "true" if receive else "false"})
-
-    def dataset_revoke(self, name: str, to: str) -> bool:
-        return self._request("DELETE", f"/v1/datasets/{name}/grants/{to}").json()["revoked"]

@@ -26,6 +26,17 @@ class LinkTLS:
 
 
 @dataclass(frozen=True)
+class SendRetry:
+    """How brpc retries a failed send (yacl's ``retry_opts``); ``None`` in a
+    :class:`LinkSpec` keeps yacl's defaults."""
+
+    interval_ms: int
+    interval_incr_ms: int
+    max_interval_ms: int
+    max_retry: int
+
+
+@dataclass(frozen=True)
 class LinkSpec:
     """Everything a party needs to join one session's link."""
 
@@ -38,6 +49,9 @@ class LinkSpec:
     #: skip yacl's per-message acknowledgements (safe when the protocol only sends
     #: asynchronously, as ABY3 does; CHEETAH's OT uses synchronous sends, which need them)
     async_only: bool = False
+    #: wait between connection attempts (attempts: ``connect_timeout_s`` / this)
+    connect_interval_ms: int = 20
+    send_retry: SendRetry | None = None
 
 
 def _fill_ssl(opts, tls: LinkTLS) -> None:
@@ -54,14 +68,19 @@ def make_desc(spec: LinkSpec, listen: str | None = None) -> libspu.link.Desc:
     for i, addr in enumerate(spec.addresses):
         desc.add_party(f"p{i}", listen if listen is not None and i == spec.rank else addr)
     desc.recv_timeout_ms = spec.recv_timeout_ms
-    interval_ms = 20
-    desc.connect_retry_interval_ms = interval_ms
-    desc.connect_retry_times = max(1, int(spec.connect_timeout_s * 1000 / interval_ms))
+    desc.connect_retry_interval_ms = spec.connect_interval_ms
+    desc.connect_retry_times = max(1, int(spec.connect_timeout_s * 1000 / spec.connect_interval_ms))
     # SPU's message keys are already unique per (sender, receiver, counter); yacl's
     # extra sequence ids only add one acknowledgement RPC per message. Without them
     # a round trip on loopback took 0.66 ms instead of 0.84-0.92 ms (3 parties, 2 cores),
     # but yacl then refuses synchronous sends.
     desc.disable_msg_seq_id = spec.async_only
+    if spec.send_retry is not None:
+        r = spec.send_retry
+        desc.retry_opts.retry_interval_ms = r.interval_ms
+        desc.retry_opts.retry_interval_incr_ms = r.interval_incr_ms
+        desc.retry_opts.max_retry_interval_ms = r.max_interval_ms
+        desc.retry_opts.max_retry = r.max_retry
     if spec.tls is not None:
         desc.enable_ssl = True
         _fill_ssl(desc.server_ssl_opts, spec.tls)

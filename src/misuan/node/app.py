@@ -3,6 +3,7 @@ and delegates to :class:`~misuan.node.service.NodeService`."""
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import hashlib
 import hmac
@@ -101,6 +102,11 @@ def create_app(service: NodeService) -> FastAPI:
 
     sm = service.sessions
 
+    def mount(router) -> None:
+        # onto the app itself, not as an included router (which FastAPI 0.165 keeps as one
+        # opaque entry): app.routes stays the flat list of every route the route checks read
+        app.router.routes.extend(router.routes)
+
     @app.get("/v1/health", response_model=S.Health)
     def health():
         return service.health()
@@ -170,71 +176,21 @@ def create_app(service: NodeService) -> FastAPI:
 
     deps = RouteDeps(principal=principal, streaming_principal=streaming_principal, body_bytes=body_bytes)
     for kind, reg in service.assets.items():
-        app.include_router(asset_router(reg, service.runtimes[kind], deps))
+        mount(asset_router(reg, service.runtimes[kind], deps))
     if service.assets:
-        app.include_router(uploads_router(service.assets, deps))
+        mount(uploads_router(service.assets, deps))
 
     @app.get("/v1/runtimes/{rid}/alive")
     def runtime_alive(rid: str):
         # Unauthenticated, for peers: only whether this unguessable id is a live runtime here.
         return {"alive": any(rts.holds(rid) for rts in service.runtimes.values())}
 
-    # ---------------------------------------------------------------- PSI
+    # ---------------------------------------------------------------- capabilities' own routes
 
-    psi = service.psi
-
-    @app.post("/v1/psi/jobs", status_code=201)
-    def psi_create(req: S.PsiCreate, who: str = Depends(principal)):
-        return psi.create(who, req.job_id, req.rank, req.spec, req.dataset)
-
-    @app.post("/v1/psi/jobs/{jid}/start")
-    def psi_start(jid: str, req: S.PsiStart, who: str = Depends(principal)):
-        return psi.start(who, jid, req.addresses, req.peer_rank)
-
-    @app.get("/v1/psi/jobs/{jid}")
-    def psi_status(jid: str, who: str = Depends(principal)):
-        return psi.status(who, jid)
-
-    @app.get("/v1/psi/jobs/{jid}/output")
-    def psi_output(jid: str, who: str = Depends(principal)):
-        from fastapi.responses import FileResponse
-
-        return FileResponse(psi.output(who, jid), media_type="text/csv")
-
-    @app.delete("/v1/psi/jobs/{jid}")
-    def psi_delete(jid: str, who: str = Depends(principal)):
-        psi.delete(who, jid)
-        return {"deleted": True}
-
-    # ---------------------------------------------------------------- datasets (PSI inputs)
-
-    ds = service.datasets
-
-    @app.post("/v1/datasets", status_code=201)
-    def dataset_register(req: S.DatasetRegister, who: str = Depends(principal)):
-        return ds.register(who, req.name, req.path, req.replace)
-
-    @app.get("/v1/datasets")
-    def dataset_list(who: str = Depends(principal)):
-        return ds.list(who)
-
-    @app.get("/v1/datasets/{name}")
-    def dataset_show(name: str, owner: str | None = None, who: str = Depends(principal)):
-        return ds.show(who, name, owner)
-
-    @app.delete("/v1/datasets/{name}")
-    def dataset_remove(name: str, who: str = Depends(principal)):
-        ds.remove(who, name)
-        return {"removed": True}
-
-    @app.put("/v1/datasets/{name}/grants/{to}")
-    def dataset_grant(name: str, to: str, receive: bool = False, who: str = Depends(principal)):
-        ds.grant(who, name, to, receive)
-        return {"granted": to, "receive": receive}
-
-    @app.delete("/v1/datasets/{name}/grants/{to}")
-    def dataset_revoke(name: str, to: str, who: str = Depends(principal)):
-        return {"revoked": ds.revoke(who, name, to)}
+    ctx = dataclasses.replace(service.context, principal=principal)
+    for cap in service.capabilities.items:
+        if cap.router is not None:
+            mount(cap.router(ctx))
 
     @app.get("/v1/audit/head", response_model=S.AuditHead)
     def audit_head():

@@ -1,7 +1,8 @@
-"""The node's SQLite database: registry, grants, sessions, datasets, audit chain.
+"""The node's SQLite database: registry, grants, sessions, audit chain, and the
+tables a capability creates for itself (:meth:`Database.create_tables`).
 
-Tables are created with ``IF NOT EXISTS``, so a table added later (``datasets``,
-``dataset_grants``) appears in an existing database without a version bump."""
+Tables are created with ``IF NOT EXISTS``, so a table added later appears in an
+existing database without a version bump."""
 
 from __future__ import annotations
 
@@ -105,23 +106,6 @@ CREATE TABLE IF NOT EXISTS grants (
     created REAL NOT NULL,
     PRIMARY KEY (asset, principal)
 );
-CREATE TABLE IF NOT EXISTS datasets (
-    owner TEXT NOT NULL,
-    name TEXT NOT NULL,
-    path TEXT NOT NULL,
-    sha256 TEXT NOT NULL,
-    size_bytes INTEGER NOT NULL,
-    created REAL NOT NULL,
-    PRIMARY KEY (owner, name)
-);
-CREATE TABLE IF NOT EXISTS dataset_grants (
-    owner TEXT NOT NULL,
-    name TEXT NOT NULL,
-    principal TEXT NOT NULL,
-    receive INTEGER NOT NULL,
-    created REAL NOT NULL,
-    PRIMARY KEY (owner, name, principal)
-);
 """
 
 
@@ -163,6 +147,11 @@ class Database:
                 self._conn.execute("ROLLBACK")
                 raise
             self._conn.execute("COMMIT")
+
+    def create_tables(self, ddl: str) -> None:
+        """Run a capability's ``CREATE TABLE IF NOT EXISTS …`` statements (idempotent)."""
+        with self._lock:
+            self._conn.executescript(ddl)
 
     def query(self, sql: str, args: tuple = ()) -> list[tuple]:
         with self._lock:

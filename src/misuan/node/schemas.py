@@ -164,26 +164,3 @@ class ProgramRun(Strict):
     version: Version
     program: str = Field(pattern=r"^[a-z_.]{1,64}$")
     params: dict[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,31}$")], ParamValue] = Field(default_factory=dict, max_length=16)
-
-
-#: ``name`` (one's own dataset) or ``owner/name`` (another principal's, shared with you).
-DATASET_REF = r"^([!-.0-~]{1,128}/)?[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
-
-
-class PsiCreate(Strict):
-    job_id: str = Field(pattern=r"^[A-Za-z0-9_-]{8,64}$")
-    rank: int = Field(ge=0, le=1)
-    spec: dict
-    dataset: str = Field(pattern=DATASET_REF)
-
-
-class DatasetRegister(Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-    #: absolute, or relative to the caller's own directory ``<data_dir>/<principal>/``
-    path: str = Field(min_length=1, max_length=4096)
-    replace: bool = False
-
-
-class PsiStart(Strict):
-    addresses: list[str] = Field(min_length=2, max_length=2)
-    peer_rank: int = Field(ge=0)

@@ -15,10 +15,8 @@ from ..config import NodeConfig
 from . import auth
 from .assets import AssetRegistry
 from .audit import AuditLog
-from .capability import Capabilities, NodeCapability
-from .datasets import DatasetRegistry
+from .capability import Capabilities, NodeCapability, NodeContext
 from .db import Database
-from .psi_jobs import PsiJobs
 from .runtimes import Runtimes
 from .sessions import SessionManager
 from .store import ShareStore
@@ -54,8 +52,10 @@ class NodeService:
             k.name: AssetRegistry(self.db, self.store, self.audit, storage, per_value, k) for k in self.capabilities.asset_kinds()
         }
         self.runtimes = {k: Runtimes(cfg, self.sessions, reg, self.audit, self.capabilities) for k, reg in self.assets.items()}
-        self.datasets = DatasetRegistry(cfg.data_dirs, self.db, self.audit)
-        self.psi = PsiJobs(cfg, self.sessions, self.audit, self.datasets)
+        self.context = NodeContext(cfg=cfg, db=self.db, audit=self.audit, sessions=self.sessions, assets=self.assets)
+        for cap in self.capabilities.items:
+            if cap.jobs is not None:
+                self.context.jobs[cap.name] = cap.jobs(self.context)
         self._stop = threading.Event()
         self._upkeep = threading.Thread(target=self._upkeep_loop, daemon=True, name="node-upkeep")
 
@@ -79,14 +79,16 @@ class NodeService:
                     reg.reap_uploads(self.cfg.cluster.timeouts.session_idle_s)
                 for rts in self.runtimes.values():
                     rts.check_alive()
-                self.psi.reap(self.cfg.cluster.timeouts.session_idle_s)
+                for jobs in self.context.jobs.values():
+                    jobs.reap(self.cfg.cluster.timeouts.session_idle_s)
             except Exception:  # keep the node up; the next round retries
                 logging.getLogger(__name__).exception("upkeep failed")
 
     def stop(self) -> None:
         self._stop.set()
         self.witness.stop()
-        self.psi.shutdown()
+        for jobs in self.context.jobs.values():
+            jobs.shutdown()
         self.sessions.shutdown()
         self.audit.append("node.stop", requester="system")
         self.db.close()

@@ -264,7 +264,7 @@ class SessionManager:
         return True
 
     def reserve_port(self) -> int:
-        """A link port for a job that is not a session (e.g. PSI); release it after."""
+        """A link port for a job that is not a session (a capability's job); release it after."""
         with self._lock:
             port = self._reserve_port()
             self._extra_ports.add(port)

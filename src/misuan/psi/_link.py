@@ -32,35 +32,30 @@ def check_tls_files(link: PsiLink) -> None:
                 raise InvalidInput(f"TLS file {path.name!r} does not exist")
 
 
+#: the rendezvous already waited for the peer, so connecting should succeed at
+#: once: brpc retries briefly (5 x 200 ms to connect, 5 sends) so a failure surfaces in seconds
+_CONNECT_S, _CONNECT_INTERVAL_MS = 1.0, 200
+
+
 def build_desc(link: PsiLink, recv_timeout_ms: int, listen: str | None = None) -> Any:
-    """The ``spu.libspu.link.Desc`` for ``link`` (imports spu lazily).
+    """The ``spu.libspu.link.Desc`` for ``link`` (:func:`misuan.mpc.link.make_desc`; imports spu lazily).
 
     ``listen`` replaces this party's own address (where brpc binds).
     """
-    from spu.libspu import link as spu_link
+    from misuan.mpc.link import LinkSpec, LinkTLS, SendRetry, make_desc
 
-    desc = spu_link.Desc()
-    desc.id = f"psi-{link.job_id}"
-    for rank, address in enumerate(link.addresses):
-        desc.add_party(f"psi{rank}", listen if listen is not None and rank == link.self_rank else address)
-    desc.recv_timeout_ms = recv_timeout_ms
-    # The rendezvous already waited for the peer, so connecting should succeed
-    # at once; keep brpc's retries short so a failure surfaces in seconds.
-    desc.connect_retry_times = 5
-    desc.connect_retry_interval_ms = 200
-    desc.retry_opts.retry_interval_ms = 100
-    desc.retry_opts.retry_interval_incr_ms = 400
-    desc.retry_opts.max_retry_interval_ms = 2_000
-    desc.retry_opts.max_retry = 5
-    if link.tls is not None:
-        check_tls_files(link)
-        desc.enable_ssl = True
-        for opts in (desc.server_ssl_opts, desc.client_ssl_opts):
-            opts.cert.certificate_path = str(link.tls.cert_path)
-            opts.cert.private_key_path = str(link.tls.key_path)
-            opts.verify.ca_file_path = str(link.tls.ca_path)
-            opts.verify.verify_depth = 1
-    return desc
+    check_tls_files(link)
+    spec = LinkSpec(
+        link_id=f"psi-{link.job_id}",
+        rank=link.self_rank,
+        addresses=link.addresses,
+        recv_timeout_ms=recv_timeout_ms,
+        connect_timeout_s=_CONNECT_S,
+        tls=None if link.tls is None else LinkTLS(link.tls.cert_path, link.tls.key_path, link.tls.ca_path),
+        connect_interval_ms=_CONNECT_INTERVAL_MS,
+        send_retry=SendRetry(interval_ms=100, interval_incr_ms=400, max_interval_ms=2_000, max_retry=5),
+    )
+    return make_desc(spec, listen=listen)
 
 
 def open_link(link: PsiLink, recv_timeout_ms: int) -> tuple[Any, TlsGate | None]:

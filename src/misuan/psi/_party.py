@@ -33,8 +33,8 @@ from typing import Any
 
 from misuan._fs import atomic_open
 from misuan.errors import MisuanError
-from misuan.psi.engine import run_psi_party
 from misuan.psi.result import PsiProgress
+from misuan.psi.runner import run_psi_party
 from misuan.psi.spec import PsiLink, PsiSpec
 
 

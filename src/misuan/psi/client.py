@@ -24,10 +24,76 @@ from typing import Callable, Sequence
 from .. import errors as E
 from .._fs import atomic_open
 from ..client.client import Client
+from ..client.transport import NodeClient
 from .spec import KeyNormalization, PsiSpec
 
 POLL_S = 0.3
 FAILED_GRACE_S = 20.0
+
+
+# ------------------------------------------------------------ one node's PSI routes
+
+
+def psi_create(node: NodeClient, job_id: str, rank: int, spec: dict, dataset: str) -> str:
+    body = {"job_id": job_id, "rank": rank, "spec": spec, "dataset": dataset}
+    return node.request("POST", "/v1/psi/jobs", json=body).json()["link_address"]
+
+
+def psi_start(node: NodeClient, job_id: str, addresses: list[str], peer_rank: int) -> None:
+    node.request("POST", f"/v1/psi/jobs/{job_id}/start", json={"addresses": addresses, "peer_rank": peer_rank})
+
+
+def psi_status(node: NodeClient, job_id: str) -> dict:
+    return node.request("GET", f"/v1/psi/jobs/{job_id}").json()
+
+
+def psi_output(node: NodeClient, job_id: str, dest) -> int:
+    """Stream the job's output CSV into the open binary file ``dest``; returns bytes."""
+    n = 0
+
+    def write(chunk: bytes) -> None:
+        nonlocal n
+        dest.write(chunk)
+        n += len(chunk)
+
+    node.request("GET", f"/v1/psi/jobs/{job_id}/output", timeout=None, sink=write)
+    return n
+
+
+def psi_delete(node: NodeClient, job_id: str) -> None:
+    node.request("DELETE", f"/v1/psi/jobs/{job_id}", timeout=60)
+
+
+# ------------------------------------------------------------ one node's datasets (PSI inputs)
+
+
+def dataset_register(node: NodeClient, name: str, path: str, replace: bool = False) -> dict:
+    body = {"name": name, "path": path, "replace": replace}
+    return node.request("POST", "/v1/datasets", json=body, timeout=None).json()
+
+
+def dataset_list(node: NodeClient) -> list[dict]:
+    return node.request("GET", "/v1/datasets").json()
+
+
+def dataset_show(node: NodeClient, name: str, owner: str | None = None) -> dict:
+    params = {"owner": owner} if owner else {}
+    return node.request("GET", f"/v1/datasets/{name}", params=params).json()
+
+
+def dataset_remove(node: NodeClient, name: str) -> None:
+    node.request("DELETE", f"/v1/datasets/{name}")
+
+
+def dataset_grant(node: NodeClient, name: str, to: str, receive: bool = False) -> None:
+    node.request("PUT", f"/v1/datasets/{name}/grants/{to}", params={"receive": "true" if receive else "false"})
+
+
+def dataset_revoke(node: NodeClient, name: str, to: str) -> bool:
+    return node.request("DELETE", f"/v1/datasets/{name}/grants/{to}").json()["revoked"]
+
+
+# ------------------------------------------------------------ a job over two nodes
 
 
 @dataclass(frozen=True)
@@ -67,12 +133,12 @@ def auto_dataset_name(path: str) -> str:
     return f"{stem}-{hashlib.sha256(path.encode('utf-8', 'surrogateescape')).hexdigest()[:12]}"
 
 
-def input_ref(node, value: str | os.PathLike) -> str:
+def input_ref(node: NodeClient, value: str | os.PathLike) -> str:
     """The dataset a job names for ``value``: registers a path as the caller's dataset (re-pinning its hash)."""
     if not is_path(value):
         return value
     path = str(Path(value).expanduser().absolute())
-    return node.dataset_register(auto_dataset_name(path), path, replace=True)["name"]
+    return dataset_register(node, auto_dataset_name(path), path, replace=True)["name"]
 
 
 def _out_paths(out: Path | None, names: tuple[str, str], receivers: Sequence[int]) -> dict[int, Path]:
@@ -136,14 +202,14 @@ def run_psi(
         refs = [input_ref(nodes[jr], parties[names[jr]]) for jr in (0, 1)]
         addresses = []
         for jr in (0, 1):
-            addresses.append(nodes[jr].psi_create(job, jr, specs[jr], refs[jr]))
+            addresses.append(psi_create(nodes[jr], job, jr, specs[jr], refs[jr]))
             created.append(jr)
         for jr in (0, 1):
-            nodes[jr].psi_start(job, addresses, node_ranks[1 - jr])
+            psi_start(nodes[jr], job, addresses, node_ranks[1 - jr])
         deadline = time.monotonic() + timeout_s
         failed_at = None
         while True:
-            status = [nodes[jr].psi_status(job) for jr in (0, 1)]
+            status = [psi_status(nodes[jr], job) for jr in (0, 1)]
             if progress is not None:
                 fr = [((s.get("progress") or {}).get("fraction") or 0.0) for s in status]
                 progress(min(fr), (status[0].get("progress") or {}).get("stage", "starting"))
@@ -172,7 +238,7 @@ def run_psi(
         for jr, path in _out_paths(Path(out).expanduser() if out else None, names, receivers).items():
             path.parent.mkdir(parents=True, exist_ok=True)
             with atomic_open(path, "wb", 0o666, suffix=".part", strict_dir_sync=False) as fh:
-                nodes[jr].psi_output(job, fh)
+                psi_output(nodes[jr], job, fh)
             outputs[names[jr]] = str(path)
         return PsiRun(
             job_id=job,
@@ -191,6 +257,6 @@ def run_psi(
     finally:
         for jr in created:
             try:
-                nodes[jr].psi_delete(job)
+                psi_delete(nodes[jr], job)
             except E.MisuanError:
                 pass

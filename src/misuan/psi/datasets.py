@@ -32,8 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import Conflict, InvalidInput, NotFound
-from .audit import AuditLog
-from .db import Database
+from ..node.audit import AuditLog
+from ..node.db import Database
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 MAX_PATH = 4096
@@ -41,6 +41,28 @@ MAX_COMPONENT = 255
 UNKNOWN_DATASET = "no such dataset on this node (or not shared with you)"
 NO_SUCH_FILE = "no such file in your data directory on this node"
 _CHUNK = 1 << 20
+
+
+#: the registry's own tables (created at start if missing; kept in the node's database)
+_TABLES = """
+CREATE TABLE IF NOT EXISTS datasets (
+    owner TEXT NOT NULL,
+    name TEXT NOT NULL,
+    path TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    size_bytes INTEGER NOT NULL,
+    created REAL NOT NULL,
+    PRIMARY KEY (owner, name)
+);
+CREATE TABLE IF NOT EXISTS dataset_grants (
+    owner TEXT NOT NULL,
+    name TEXT NOT NULL,
+    principal TEXT NOT NULL,
+    receive INTEGER NOT NULL,
+    created REAL NOT NULL,
+    PRIMARY KEY (owner, name, principal)
+);
+"""
 
 
 @dataclass(frozen=True)
@@ -107,6 +129,7 @@ class DatasetRegistry:
         self.data_dirs = tuple(data_dirs)
         self.db = db
         self.audit = audit
+        db.create_tables(_TABLES)
 
     # ------------------------------------------------------------ helpers
 
@@ -179,7 +202,7 @@ class DatasetRegistry:
         self.audit.append("dataset.remove", asset=f"dataset:{who}/{name}", requester=who)
 
     def grant(self, who: str, name: str, to: str, receive: bool = False) -> None:
-        from .auth import check_principal
+        from ..node.auth import check_principal
 
         check_principal(to)
         self._owned(who, name)

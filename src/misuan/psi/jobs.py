@@ -29,11 +29,11 @@ from pathlib import Path
 
 from ..config import NodeConfig
 from ..errors import Conflict, InvalidInput, NotFound, PermissionDenied
-from ..psi.spec import PsiSpec
-from .audit import AuditLog
+from ..node.audit import AuditLog
+from ..node.sessions import SessionManager
+from ..node.zygote import set_pdeathsig
 from .datasets import Dataset, DatasetRegistry
-from .sessions import SessionManager
-from .zygote import set_pdeathsig
+from .spec import PsiSpec
 
 JOB_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 

@@ -1,4 +1,5 @@
-"""``misuan data``: register node-local files as datasets (the inputs of PSI jobs) and share them."""
+"""PSI's commands: ``misuan psi run`` (a job between two nodes) and ``misuan data``
+(register node-local files as datasets, the inputs of PSI jobs, and share them)."""
 
 from __future__ import annotations
 
@@ -11,19 +12,102 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+psi_app = typer.Typer(no_args_is_help=True, help="Private set intersection (隐私求交) between two parties' nodes.")
 data_app = typer.Typer(no_args_is_help=True, help="Datasets: files on a node, registered by their owner as PSI inputs, and their grants.")
 
 out = Console()
+err = Console(stderr=True)
 DEFAULT_CLUSTER = Path.home() / ".misuan" / "cluster" / "cluster.toml"
 PartyOpt = typer.Option(..., "--party", "-p", help="the node (party id or rank) that holds the file")
 ClusterOpt = typer.Option(None, "--cluster", "-c", help="cluster file (default: ~/.misuan/cluster/cluster.toml)")
+RunClusterOpt = typer.Option(None, "--cluster", "-c", help="cluster file (default: <default dir>/cluster.toml)")
 KeyOpt = typer.Option(None, "--key-file", envvar="MISUAN_KEY", help="your key file (default: the cluster file's key_file)")
 JsonOpt = typer.Option(False, "--json", help="machine-readable output")
 
 
+def register(app: typer.Typer) -> None:
+    """Add ``psi`` and ``data`` to the root CLI."""
+    app.add_typer(psi_app, name="psi")
+    app.add_typer(data_app, name="data")
+
+
+def _fmt_bytes(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+# ------------------------------------------------------------------ psi
+
+
+@psi_app.command("run")
+def psi_run(
+    party: list[str] = typer.Option(
+        ...,
+        "--party",
+        help="PARTY=INPUT (give two): a dataset on that party's node (NAME, or OWNER/NAME shared with you), "
+        "or a path starting with / ~ or . inside data/<you>/ on that node (registered as your dataset first)",
+    ),
+    key: list[str] = typer.Option(..., "--key", help="key column (repeat for a compound key)"),
+    protocol: str = typer.Option("rr22", "--protocol", help="rr22 | kkrt | ecdh"),
+    receiver: str = typer.Option("both", "--receiver", help="who gets the result: a party name or 'both'"),
+    join: str = typer.Option("inner", "--join", help="inner | left | difference"),
+    out_path: Path = typer.Option(..., "--out", help="output CSV (with --receiver both: OUT.<party>.csv per party)"),
+    duplicates: str = typer.Option("refuse", "--duplicates", help="refuse | first | all"),
+    casefold: bool = typer.Option(False, "--casefold", help="compare keys case-insensitively"),
+    cluster: Optional[Path] = RunClusterOpt,
+    key_file: Optional[Path] = KeyOpt,
+    as_json: bool = JsonOpt,
+):
+    """Intersect two parties' tables; each file stays on its own node."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ..client.client import connect
+    from ..errors import MisuanError
+    from .client import run_psi
+
+    parties = {}
+    for item in party:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise MisuanError(f"--party takes PARTY=DATASET or PARTY=PATH, got {item!r}")
+        parties[name] = path
+    with connect(cluster or DEFAULT_CLUSTER, key_file) as client:
+        kw = dict(protocol=protocol, receiver=receiver, join=join, out=out_path, duplicates=duplicates, casefold=casefold)
+        if as_json:
+            res = run_psi(client, parties, key, **kw)
+        else:
+            with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), console=err, transient=True) as bar:
+                task = bar.add_task("PSI", total=1.0)
+                res = run_psi(
+                    client,
+                    parties,
+                    key,
+                    progress=lambda f, stage: bar.update(task, completed=f, description=f"PSI ({protocol}): {stage}"),
+                    **kw,
+                )
+    if as_json:
+        sys.stdout.write(json.dumps(res.to_dict(), indent=2, default=str) + "\n")
+        return
+    a, b = res.parties
+    out_desc = ", ".join(f"{k}: {v}" for k, v in res.outputs.items())
+    inter = "hidden from the non-receiver" if res.intersection is None else f"{res.intersection:,}"
+    out.print(
+        f"PSI {res.protocol} ({res.join}): {a} {res.input_rows[0]:,} rows, {b} {res.input_rows[1]:,} rows, "
+        f"intersection {inter}; {res.seconds:.1f} s, {_fmt_bytes(res.bytes_sent)} sent → {out_desc}"
+    )
+
+
+# ------------------------------------------------------------------ data
+
+
 def _node(cluster: Optional[Path], key_file: Optional[Path], party: str):
-    from ..psi.client import party_rank
     from ..sdk import connect
+    from .client import party_rank
 
     client = connect(cluster or DEFAULT_CLUSTER, key_file)
     try:
@@ -48,9 +132,11 @@ def data_register(
     as_json: bool = JsonOpt,
 ):
     """Register a file on a node as your dataset NAME (the node pins its SHA-256)."""
+    from .client import dataset_register
+
     client, node = _node(cluster, key_file, party)
     with client:
-        info = node.dataset_register(name, path, replace)
+        info = dataset_register(node, name, path, replace)
     if as_json:
         _emit(info)
     else:
@@ -60,9 +146,11 @@ def data_register(
 @data_app.command("list")
 def data_list(party: str = PartyOpt, cluster: Optional[Path] = ClusterOpt, key_file: Optional[Path] = KeyOpt, as_json: bool = JsonOpt):
     """Your datasets on a node and those shared with you."""
+    from .client import dataset_list
+
     client, node = _node(cluster, key_file, party)
     with client:
-        rows = node.dataset_list()
+        rows = dataset_list(node)
     if as_json:
         _emit(rows)
         return
@@ -83,9 +171,11 @@ def data_show(
     key_file: Optional[Path] = KeyOpt,
 ):
     """One dataset (the owner also sees its path and grants)."""
+    from .client import dataset_show
+
     client, node = _node(cluster, key_file, party)
     with client:
-        _emit(node.dataset_show(name, owner))
+        _emit(dataset_show(node, name, owner))
 
 
 @data_app.command("grant")
@@ -101,9 +191,11 @@ def data_grant(
     as_json: bool = JsonOpt,
 ):
     """Let PRINCIPAL use your dataset NAME as a PSI input (owner only)."""
+    from .client import dataset_grant
+
     client, node = _node(cluster, key_file, party)
     with client:
-        node.dataset_grant(name, to, receive)
+        dataset_grant(node, name, to, receive)
     what = "use and receive the rows of" if receive else "use (never receive the rows of)"
     if as_json:
         _emit({"name": name, "granted": to, "receive": receive})
@@ -121,9 +213,11 @@ def data_revoke(
     as_json: bool = JsonOpt,
 ):
     """Withdraw PRINCIPAL's grant on your dataset NAME."""
+    from .client import dataset_revoke
+
     client, node = _node(cluster, key_file, party)
     with client:
-        had = node.dataset_revoke(name, to)
+        had = dataset_revoke(node, name, to)
     if as_json:
         _emit({"name": name, "revoked": to, "had_grant": had})
     else:
@@ -133,7 +227,9 @@ def data_revoke(
 @data_app.command("rm")
 def data_rm(name: str, party: str = PartyOpt, cluster: Optional[Path] = ClusterOpt, key_file: Optional[Path] = KeyOpt):
     """Forget your dataset NAME on a node (the file itself stays)."""
+    from .client import dataset_remove
+
     client, node = _node(cluster, key_file, party)
     with client:
-        node.dataset_remove(name)
+        dataset_remove(node, name)
     out.print(f"removed dataset {name} on {party}")
