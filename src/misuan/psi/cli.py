@@ -66,8 +66,8 @@ def psi_run(
     """Intersect two parties' tables; each file stays on its own node."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from ..client.client import connect
     from ..errors import MisuanError
+    from ..sdk import connect
     from .client import run_psi
 
     parties = {}
