@@ -161,9 +161,7 @@ def run_psi(
         if failed:
             jr, s = failed[0]
             err = s.get("error") or {}
-            cls = getattr(E, err.get("type", "ComputeError"), E.ComputeError)
-            if not (isinstance(cls, type) and issubclass(cls, E.MisuanError)):
-                cls = E.ComputeError
+            cls = E.from_name(err.get("type"), E.ComputeError)
             msg = f"party {names[jr]}: {err.get('message', 'PSI failed')}"
             raise cls(msg, party=node_ranks[jr]) if issubclass(cls, E.NodeError) else cls(msg)
         results = [s["result"] for s in status]
