@@ -85,7 +85,7 @@ class ModelRuntimes:
         rt = self._rt.pop(key, None)
         if rt is not None:
             try:
-                self.sessions.close(rt.id, SYSTEM, reason=reason, internal=True)
+                self.sessions.close_internal(rt.id, reason=reason)
             except NotFound:
                 pass
 
@@ -123,7 +123,7 @@ class ModelRuntimes:
                 raise Conflict("this model's runtime changed meanwhile; retry")
             self._rate_limit(principal)
             self._drop((name, version), "replaced")
-            sess = self.sessions.create(rid, SYSTEM, kind=f"model:{name}@{version}", internal=True)
+            sess = self.sessions.create_internal(rid, SYSTEM, kind=f"model:{name}@{version}")
             self._rt[(name, version)] = Runtime(name, version, sess)
         self.audit.append("model.runtime.prepare", asset=f"{name}@{version}", requester=principal, detail={"runtime": rid})
         return {"runtime_id": rid, "state": "reserved", "link_address": self.cfg.party.link_address(sess.port)}
@@ -161,7 +161,7 @@ class ModelRuntimes:
             for key, per_layer in stacks:
                 self._load_tensors(rt, name, version, per_layer)
                 self._run_load_program(rt, P.stack_program(config, key))
-                self.sessions.call(rt.session, {"op": "del_var", "names": [P.weight_var(t) for t in per_layer]})
+                self.sessions.unsafe_call(rt.session, {"op": "del_var", "names": [P.weight_var(t) for t in per_layer]})
         except BaseException:
             with self._lock:
                 if self._rt.get((name, version)) is rt:
@@ -184,7 +184,7 @@ class ModelRuntimes:
         for tensor in tensors:
             key, aad = self.registry.store_key(name, version, tensor)
             items.append({"name": P.weight_var(tensor), "key": key, "aad": aad})
-        self.sessions.call(
+        self.sessions.unsafe_call(
             rt.session,
             {"op": "load_vars", "store_root": str(self.registry.store.root), "key_file": str(self.cfg.storage_key_file), "items": items},
             timeout=3600,
@@ -363,7 +363,7 @@ class ModelRuntimes:
         self._allowed(principal, name)
         rt = self._get(name, version, rid)
         self._request(rt, principal, request)
-        self.sessions.call(rt.session, {"op": "del_prefix", "prefix": P.request_var(request, "")}, timeout=60)
+        self.sessions.unsafe_call(rt.session, {"op": "del_prefix", "prefix": P.request_var(request, "")}, timeout=60)
         prefix = P.request_var(request, "")
         rt.session.held = {n for n in rt.session.held if not n.startswith(prefix)}
         rt.session.readable = {n for n in rt.session.readable if not n.startswith(prefix)}
