@@ -273,7 +273,7 @@ class Client:
 
     def model(self, name: str, version: int | None = None):
         """A hosted model ready for secure generation (its runtime is loaded on first use)."""
-        from ..inference.engine import SecureModel
+        from ..inference.secure import SecureModel
 
         key = (name, version)
         if key not in self._models:
@@ -295,7 +295,7 @@ class Client:
         version: int | None = None,
     ):
         """Yield the answer's text pieces as the nodes produce them (prompt and answer stay secret)."""
-        from ..inference.engine import GenerationParams
+        from ..inference.backend import GenerationParams
 
         params = GenerationParams(max_tokens, temperature, top_p, seed, fixed_length, tuple(stop))
         params.check(secure=True)

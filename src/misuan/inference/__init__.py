@@ -1,5 +1,9 @@
-"""Encrypted inference (密态推理): secure chat and generation with a secret-shared KV cache."""
+"""Encrypted inference (密态推理): secure chat and generation with a secret-shared KV cache.
 
-from .engine import GenerationParams, GenerationStats, SecureModel
+:mod:`.backend` is the interface (:class:`ChatBackend`); :mod:`.secure` the MPC engine
+(client side), :mod:`.plain` the plaintext reference engine."""
 
-__all__ = ["GenerationParams", "GenerationStats", "SecureModel"]
+from .backend import ChatBackend, ChatEvent, ChatStream, GenerationParams, GenerationStats, ModelInfo, Usage
+from .secure import SecureModel
+
+__all__ = ["ChatBackend", "ChatEvent", "ChatStream", "GenerationParams", "GenerationStats", "ModelInfo", "SecureModel", "Usage"]
