@@ -46,3 +46,13 @@ def test_errors_share_one_tree_and_one_wire_map():
     for name, cls in WIRE_ERRORS.items():
         assert from_wire(name, misuan.ComputeError) is cls
     assert from_wire("SomethingElse", misuan.ComputeError) is misuan.ComputeError
+
+
+def test_every_error_class_has_a_name_in_the_one_map():
+    import misuan.errors as E
+
+    tree = {n: c for n, c in vars(E).items() if isinstance(c, type) and issubclass(c, E.MisuanError)}
+    assert E.ALL_ERRORS == tree
+    assert set(E.WIRE_ERRORS) <= set(E.ALL_ERRORS)
+    assert E.from_name("NodeTimeout", E.ComputeError) is E.NodeTimeout
+    assert E.from_name("__class__", E.ComputeError) is E.ComputeError

@@ -23,8 +23,8 @@ MODEL = "smollm2"
 def run_demo(directory: str | Path, question: str = QUESTION, max_tokens: int = 16, keep: bool = False) -> dict:
     from .hosting import list_models, publish_model
     from .inference import GenerationParams, GenerationStats
-    from .inference.engine import stream_text
     from .inference.plain import PlainModel
+    from .inference.secure import stream_text
     from .models.assets import smollm2_gguf_path
 
     err = Console(stderr=True)

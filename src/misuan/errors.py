@@ -86,6 +86,25 @@ class NodeTimeout(NodeError):
     """A node did not answer within the configured timeout."""
 
 
+#: every misuan error by name (a PSI party reports its error by class name, any of the tree)
+ALL_ERRORS: dict[str, type[MisuanError]] = {
+    cls.__name__: cls
+    for cls in (
+        MisuanError,
+        ConfigError,
+        InvalidInput,
+        AuthError,
+        PermissionDenied,
+        NotFound,
+        Conflict,
+        IntegrityError,
+        ComputeError,
+        ClusterError,
+        NodeError,
+        NodeUnavailable,
+        NodeTimeout,
+    )
+}
 #: errors that cross a wire by name (node HTTP answers, worker IPC replies): the one map
 #: both ends translate with. Anything else arrives as its side's generic error.
 WIRE_ERRORS: dict[str, type[MisuanError]] = {
@@ -98,3 +117,8 @@ HTTP_ERRORS: dict[int, type[MisuanError]] = {401: AuthError, 403: PermissionDeni
 def from_wire(name: str | None, default: type[MisuanError]) -> type[MisuanError]:
     """The error class a wire answer names (``default`` when it names none we know)."""
     return WIRE_ERRORS.get(name or "", default)
+
+
+def from_name(name: str | None, default: type[MisuanError]) -> type[MisuanError]:
+    """The error class of any name in the tree (``default`` when it names none)."""
+    return ALL_ERRORS.get(name or "", default)

@@ -32,7 +32,7 @@ def _loaded(module: str) -> list[str]:
 
 def test_cli_import_loads_no_jax():
     assert _loaded("misuan.cli.main") == []
-    assert _loaded("misuan.inference.engine") == list(HEAVY)  # the probe sees them when they are loaded
+    assert _loaded("misuan.inference.secure") == list(HEAVY)  # the probe sees them when they are loaded
 
 
 def test_selftest_json_and_nothing_left_running(tmp_path):

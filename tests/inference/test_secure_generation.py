@@ -49,7 +49,7 @@ EARLY_EOS = [102, 120]
 
 def test_fixed_length_hides_the_answer_length(client3, tiny_hosted, plain_tiny):
     """An answer that ends early: without --fixed-length the steps stop, with it they run to max_tokens."""
-    from misuan.inference.engine import stream_text
+    from misuan.inference.secure import stream_text
 
     ref = GenerationStats()
     plain = list(plain_tiny.generate_ids(EARLY_EOS, GenerationParams(max_tokens=6), ref))

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from misuan.errors import InvalidInput
-from misuan.models import PlainLlama, load_model
+from misuan.models import PlainLlama, load_model, plain_ops
 from misuan.models import llama as L
 
 
@@ -80,7 +80,7 @@ def test_decode_mask_from_position():
 def test_plain_softmax_masks_exactly():
     scores = jnp.array([[[1.0, 2.0, 50.0], [3.0, -1.0, 7.0]]])  # (1, T=2, S=3)
     mask = jnp.array([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0]])
-    p = np.asarray(L.plain_softmax(scores, mask))
+    p = np.asarray(plain_ops.softmax(scores, mask))
     assert p[0, 0, 2] == 0.0
     np.testing.assert_allclose(p.sum(-1), 1.0, rtol=1e-6)
     np.testing.assert_allclose(p[0, 0, :2], np.exp([1, 2]) / np.exp([1, 2]).sum(), rtol=1e-6)
@@ -111,7 +111,7 @@ def test_ops_are_used_and_swappable(model, sample_ids):
 
     def counting_linear(x, w, residual=None):
         calls.append(("linear", tuple(x.shape), tuple(w.shape)))
-        return L.plain_linear(x, w, residual)
+        return plain_ops.linear(x, w, residual)
 
     ops = dataclasses.replace(L.PLAIN_OPS, matmul=counting_matmul, linear=counting_linear)
     ids = jnp.asarray(sample_ids[:4], jnp.int32)
@@ -131,6 +131,10 @@ def test_ops_are_used_and_swappable(model, sample_ids):
 def test_ops_are_hashable_static_args():
     assert hash(L.LlamaOps()) == hash(L.PLAIN_OPS)
     assert set(f.name for f in dataclasses.fields(L.LlamaOps)) == {"softmax", "silu", "rms_norm", "rope", "matmul", "linear"}
+
+
+def test_the_default_ops_are_the_one_set_of_plaintext_twins():
+    assert {f.name: getattr(L.PLAIN_OPS, f.name) for f in dataclasses.fields(L.LlamaOps)} == plain_ops.llama_ops()
 
 
 def test_forward_hidden_is_jittable_with_traced_position(model, sample_ids):

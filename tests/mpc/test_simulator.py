@@ -6,7 +6,7 @@ import pytest
 from spu import libspu
 
 from misuan.errors import ComputeError, ConfigError
-from misuan.mpc.simulator import compile_program, run_program, runtime_config, simulate
+from misuan.mpc.simulator import run_program, runtime_config, sim_program, simulate
 
 RNG = np.random.default_rng(0)
 X = RNG.normal(size=(3, 4)).astype(np.float32)
@@ -21,8 +21,8 @@ def test_simulate_matches_plaintext(protocol):
 
 
 def test_public_argnums_make_inputs_public():
-    secret = compile_program(jnp.multiply, X, Y)
-    mixed = compile_program(jnp.multiply, X, Y, public_argnums=(1,))
+    secret = sim_program(jnp.multiply, X, Y)
+    mixed = sim_program(jnp.multiply, X, Y, public_argnums=(1,))
     assert mixed.visibility == (libspu.Visibility.VIS_SECRET, libspu.Visibility.VIS_PUBLIC)
     assert "%arg1: tensor<3x4x!pphlo.secret<f32>>" in secret.executable.code.decode()
     assert "%arg1: tensor<3x4xf32>" in mixed.executable.code.decode()
@@ -31,7 +31,7 @@ def test_public_argnums_make_inputs_public():
 
 
 def test_program_reuse_and_fraction_bits():
-    prog = compile_program(lambda a: a * 3.0, X)
+    prog = sim_program(lambda a: a * 3.0, X)
     coarse = run_program(prog, X, config=runtime_config(fxp_fraction_bits=6))
     fine, seconds = run_program(prog, X + 1, config=runtime_config(), with_run_seconds=True)
     assert 0 < seconds < 10
@@ -67,7 +67,7 @@ def test_wrong_world_size_is_a_config_error():
     with pytest.raises(ConfigError, match="3 parties"):
         simulate(jnp.add, X, Y, world_size=2)
     with pytest.raises(ConfigError, match="inputs"):
-        run_program(compile_program(jnp.add, X, Y), X, config=runtime_config())
+        run_program(sim_program(jnp.add, X, Y), X, config=runtime_config())
 
 
 def test_spu_runtime_errors_are_compute_errors():

@@ -48,7 +48,7 @@ def test_fixed_mmap_threshold_keeps_big_temporaries_out_of_the_heap():
 def test_session_workers_get_the_compute_thread_limit(tmp_path):
     """libgomp reads OMP_THREAD_LIMIT when libspu loads: the zygote must start with it,
     and the workers it forks inherit it."""
-    from misuan.node.sessions import Zygote
+    from misuan.node.workers import Zygote
 
     zygote = Zygote(tmp_path / "logs", compute_threads=1)
     try:

@@ -11,8 +11,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from misuan.models import plain_ops as plain
 from misuan.mpc.simulator import simulate
-from misuan.secure import ops, plain
+from misuan.secure import ops
 
 RNG = np.random.default_rng(1234)
 f64 = np.float64
@@ -274,13 +275,62 @@ def test_cheetah_two_party(op):
         assert np.abs(y[4]).max() < 1e-3  # CHEETAH's truncation makes x*x of zeros negative
 
 
+def _twin_args(name: str) -> tuple[tuple, tuple, tuple]:
+    """(MPC args, twin args, public argnums) for one LlamaOps primitive on LLaMA-like inputs."""
+    x = RNG.normal(0, 2, (4, 32)).astype(np.float32)
+    if name == "softmax":
+        scores, mask = _scores("normal4", (2, 4, 6)), np.tril(np.ones((4, 6), np.float32), 2)
+        return (scores, mask), (scores, mask), (1,)
+    if name == "silu":
+        return (x,), (x,), ()
+    if name == "rms_norm":
+        w = RNG.uniform(0.5, 2.0, 32).astype(np.float32)
+        return (x, w, 1e-5), (x, w, 1e-5), (2,)
+    if name == "rope":
+        xr = RNG.normal(0, 3, (4, 2, 16)).astype(np.float32)  # (T, H, hd)
+        ang = RNG.uniform(0, 50, (4, 16))
+        cos, sin = np.cos(ang).astype(np.float32), np.sin(ang).astype(np.float32)
+        return (xr, cos, sin), (xr, cos, sin), (1, 2)
+    w = RNG.normal(0, 0.1, (32, 8)).astype(np.float32)  # (K, N)
+    if name == "matmul":
+        return (x, w), (x, w), ()
+    r = RNG.normal(0, 1, (4, 8)).astype(np.float32)
+    return (x, np.ascontiguousarray(w.T), r), (x, w, r), ()  # linear: the MPC op holds W.T (N, K)
+
+
+@pytest.mark.parametrize("name", ["softmax", "silu", "rms_norm", "rope", "matmul", "linear"])
+def test_every_llama_op_matches_its_twin(name):
+    """Each MPC primitive under the simulator against its twin in ``models.plain_ops``
+    (the ops the plaintext model runs), on the same inputs; ``linear`` with the
+    weight in each side's layout."""
+    mpc_args, twin_args, public = _twin_args(name)
+    fn = ops.secure_llama_ops()[name]
+    if name == "rms_norm":
+        y = simulate(lambda a, b: fn(a, b, 1e-5), *mpc_args[:2])
+    else:
+        y = simulate(fn, *mpc_args, public_argnums=public)
+    ref = np.asarray(plain.llama_ops()[name](*twin_args))
+    assert y.shape == ref.shape
+    assert np.abs(y - ref).max() < 1e-3 * max(1.0, np.abs(ref).max())
+
+
+def test_embed_onehot_matches_its_twin():
+    table = RNG.normal(0, 1, (50, 16)).astype(np.float32)
+    onehot = np.eye(50, dtype=np.float32)[[3, 49, 3]]
+    y = simulate(ops.embed_onehot, onehot, table)
+    assert np.abs(y - np.asarray(plain.embed_onehot(onehot, table))).max() <= 2.0**-17
+
+
 def test_secure_llama_ops_match_the_plain_interface():
     secure = ops.secure_llama_ops()
-    twins = plain.plain_llama_ops()
+    twins = plain.llama_ops()
     assert list(secure) == ["softmax", "silu", "rms_norm", "rope", "matmul", "linear"] == list(twins)
     for name, fn in secure.items():
         params = list(inspect.signature(fn).parameters)
-        assert params == list(inspect.signature(twins[name]).parameters)
+        twin = list(inspect.signature(twins[name]).parameters)
+        # linear's weight layout differs, and its name says so: wt (N, K) against w (K, N)
+        assert params == (["x", "wt", "residual"] if name == "linear" else twin), name
+    assert twin == ["x", "w", "residual"]
 
 
 def test_reciprocal_in_range_covers_the_softmax_denominator():

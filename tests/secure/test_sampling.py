@@ -4,8 +4,9 @@ import jax
 import numpy as np
 import pytest
 
+from misuan.models import plain_ops as plain
 from misuan.mpc.simulator import simulate
-from misuan.secure import plain, sampling
+from misuan.secure import sampling
 
 RNG = np.random.default_rng(7)
 

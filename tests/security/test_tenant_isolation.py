@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import misuan
-from misuan.inference.engine import token_digits
+from misuan.inference.secure import token_digits
 from tests.conftest import client_as
 
 X = np.arange(6, dtype=np.float32).reshape(2, 3)

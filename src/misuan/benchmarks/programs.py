@@ -12,8 +12,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from .. import inference
 from ..errors import InvalidInput
-from ..inference import layout
 from ..mpc.compile import compile_program
 from ..node.capability import NodeProgram, ProgramDef
 from ..node.programs import REQ, request_var, weight_var
@@ -21,15 +21,15 @@ from . import protocol as P
 
 
 def _store_hf(specs, config: dict, params: dict) -> NodeProgram:
-    from ..inference.specs import weight_shapes
+    from ..inference import weight_shapes
     from .puma import store_hf_program
 
     if params:
         raise InvalidInput(f"{P.STORE_HF} takes no parameters")
-    cfg = layout.llama_config(config)
+    cfg = inference.llama_config(config)
     fn, mats = store_hf_program(cfg)
     shapes = weight_shapes(cfg)
-    resident, unstack = layout.resident_weights([(m, shapes[m]) for m in mats], stacked=True)
+    resident, unstack = inference.resident_weights([(m, shapes[m]) for m in mats], stacked=True)
     prog = compile_program(
         lambda *ws: fn(*unstack(ws)),
         [jax.ShapeDtypeStruct(s, jnp.float32) for _, s in resident],
@@ -41,10 +41,10 @@ def _store_hf(specs, config: dict, params: dict) -> NodeProgram:
 
 
 def _puma(specs, config: dict, params: dict) -> NodeProgram:
-    from ..inference.specs import weight_shapes
+    from ..inference import weight_shapes
     from .puma import puma_forward, stored_names
 
-    cfg = layout.llama_config(config)
+    cfg = inference.llama_config(config)
     T = params.get("T")
     if not isinstance(T, int) or not 1 <= T <= min(256, cfg.max_seq_len):
         raise InvalidInput(f"{P.PUMA} needs an integer T (sequence length)")
@@ -56,7 +56,7 @@ def _puma(specs, config: dict, params: dict) -> NodeProgram:
         return tuple(reversed(s)) if name.startswith("hf:") else s
 
     names = stored_names(cfg)
-    resident, unstack = layout.resident_weights([(n, shape(n)) for n in names], stacked=True)
+    resident, unstack = inference.resident_weights([(n, shape(n)) for n in names], stacked=True)
     specs_ = [jax.ShapeDtypeStruct(s, jnp.float32) for _, s in resident]
     specs_.append(jax.ShapeDtypeStruct((T, cfg.vocab_size), jnp.float32))
     forward, n = puma_forward(cfg, T), len(resident)

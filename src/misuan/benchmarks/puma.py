@@ -16,7 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..models.config import LlamaConfig
-from ..models.llama import rope_tables, rotate_half
+from ..models.llama import rope_tables
+from ..models.plain_ops import rotate_half
 from ..secure.ops import dense_transpose
 
 #: matrices stored (out, in) by HF/GGUF: the baseline keeps them that way.

@@ -7,8 +7,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from .. import inference
 from ..errors import InvalidInput
-from ..inference import layout
 from ..mpc.compile import compile_program
 from ..node.capability import NodeProgram, ProgramDef, RunContext, TensorSpecs
 from ..node.programs import REQ, request_var, weight_var
@@ -36,7 +36,7 @@ def build_verify(specs: TensorSpecs, config: dict, params: dict) -> NodeProgram:
     """
     from spu import libspu
 
-    resident, unstack = layout.resident_weights(specs, layout.is_stacked(config))
+    resident, unstack = inference.resident_weights(specs, inference.is_stacked(config))
     n = len(resident)
     probe_specs: list[tuple[str, tuple[int, ...]]] = []
     for i, (_, shape) in enumerate(specs):

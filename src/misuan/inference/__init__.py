@@ -1,15 +1,26 @@
 """Encrypted inference (密态推理): secure chat and generation with a secret-shared KV cache.
 
-The engine (jax, the client) is imported on first use, so the CLI can import
-:mod:`misuan.inference.cli` without it.
+:mod:`.backend` is the interface (:class:`ChatBackend`); :mod:`.secure` the MPC engine
+(client side), :mod:`.plain` the plaintext reference engine. Imported on first use, so
+the CLI can import :mod:`misuan.inference.cli` without jax or the client.
 """
 
 from importlib import import_module
 
 _EXPORTS = {
-    "GenerationParams": ".engine",
-    "GenerationStats": ".engine",
-    "SecureModel": ".engine",
+    "ChatBackend": ".backend",
+    "ChatEvent": ".backend",
+    "ChatStream": ".backend",
+    "GenerationParams": ".backend",
+    "GenerationStats": ".backend",
+    "ModelInfo": ".backend",
+    "Usage": ".backend",
+    "SecureModel": ".secure",
+    # the resident layout of a model, for other capabilities' programs over it
+    "is_stacked": ".layout",
+    "llama_config": ".layout",
+    "resident_weights": ".layout",
+    "weight_shapes": ".specs",
 }
 
 __all__ = list(_EXPORTS)

@@ -59,7 +59,7 @@ def generate_cmd(
     """Answer one prompt under MPC, streaming tokens as they arrive."""
     import time
 
-    from .engine import GenerationParams, GenerationStats
+    from .backend import GenerationParams, GenerationStats
 
     params = GenerationParams(max_tokens, temperature, top_p, seed, fixed_length)
     params.check(secure=not plaintext)
@@ -115,7 +115,7 @@ def chat_cmd(
     key_file: Optional[Path] = KeyOpt,
 ):
     """Interactive multi-turn chat (empty line or /exit quits)."""
-    from .engine import GenerationParams
+    from .backend import GenerationParams
 
     params = GenerationParams(max_tokens, temperature, 1.0, seed)
     params.check(secure=not plaintext)

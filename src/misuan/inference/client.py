@@ -9,7 +9,7 @@ from ..client.client import Client
 
 def model(client: Client, name: str, version: int | None = None, cache: dict | None = None):
     """A hosted model ready for secure generation (its runtime is loaded on first use)."""
-    from .engine import SecureModel
+    from .secure import SecureModel
 
     if cache is None:
         return SecureModel(client, name, version)
@@ -32,7 +32,7 @@ def chat(
     stats=None,
 ) -> Iterator[str]:
     """Yield the answer's text pieces as the nodes produce them (prompt and answer stay secret)."""
-    from .engine import GenerationParams
+    from .backend import GenerationParams
 
     params = GenerationParams(max_tokens, temperature, top_p, seed, fixed_length, tuple(stop))
     params.check(secure=True)

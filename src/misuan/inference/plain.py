@@ -10,14 +10,16 @@ from .. import errors as E
 from ..models.generation import PlainLlama
 from ..models.loader import load_model
 from ..models.sampling import SamplingParams
-from .engine import GenerationParams, GenerationStats, prompt_ids, stream_text
+from .backend import ChatStream, GenerationParams, GenerationStats, ModelInfo
+from .secure import prompt_ids, stream_text
 
 
 class PlainModel:
     """Local plaintext generation for owners who hold the weights."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, name: str | None = None):
         t0 = time.perf_counter()
+        self.name = name or Path(path).name
         self.config, params, self.tokenizer = load_model(path)
         self.engine = PlainLlama(self.config, params)
         self.ready_s = time.perf_counter() - t0
@@ -56,3 +58,14 @@ class PlainModel:
         for _tok, piece in self.stream(messages, params, stats, raw):
             if piece:
                 yield piece
+
+    # ------------------------------------------------------------ ChatBackend
+
+    def stream_chat(self, messages: list[dict], params: GenerationParams) -> ChatStream:
+        """The answer as :class:`~misuan.inference.backend.ChatEvent` s."""
+        params.check(secure=False)
+        stats = GenerationStats()
+        return ChatStream(self.stream(messages, params, stats), stats, mpc=False)
+
+    def model_info(self) -> ModelInfo:
+        return ModelInfo(name=self.name, max_context=self.config.max_seq_len, mode="plaintext")

@@ -1,7 +1,7 @@
 """LLaMA-family decoder in JAX, written once for plaintext and MPC.
 
 Every layer function takes an ``ops`` object (:class:`LlamaOps`). The plaintext
-defaults live here; the secure engine swaps in MPC-friendly versions of the
+defaults are :mod:`misuan.models.plain_ops`; the secure engine swaps in MPC-friendly versions of the
 same six primitives and reuses everything else unchanged. All shapes are
 static: the KV cache has a fixed length ``S`` and the current position ``pos``
 is a (public) traced scalar, so one compiled program serves every step.
@@ -35,58 +35,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from misuan.errors import InvalidInput
+from misuan.models import plain_ops
 from misuan.models.config import LlamaConfig
 from misuan.models.params import Params
-
-Array = Any  # jax.Array, numpy array, or an MPC placeholder with the same interface
-
-
-# --- the six swappable primitives (plaintext versions) ---------------------------------
-
-
-def plain_softmax(scores: Array, mask: Array) -> Array:
-    """Masked softmax over the last axis: ``scores (..., T, S)``, ``mask (T, S)`` 0/1."""
-    allowed = mask > 0
-    masked = jnp.where(allowed, scores, -jnp.inf)
-    row_max = jnp.max(masked, axis=-1, keepdims=True)
-    row_max = jnp.where(jnp.isfinite(row_max), row_max, 0.0)  # fully masked rows
-    e = jnp.exp(masked - row_max) * mask  # masked entries are exactly 0
-    return e / jnp.maximum(jnp.sum(e, axis=-1, keepdims=True), jnp.finfo(e.dtype).tiny)
-
-
-def plain_silu(x: Array) -> Array:
-    """SiLU / swish: ``x * sigmoid(x)``."""
-    return jax.nn.silu(x)
-
-
-def plain_rms_norm(x: Array, weight: Array, eps: float) -> Array:
-    """RMSNorm over the last axis: ``x / sqrt(mean(x**2) + eps) * weight``."""
-    var = jnp.mean(x * x, axis=-1, keepdims=True)
-    return x * jax.lax.rsqrt(var + eps) * weight
-
-
-def rotate_half(x: Array) -> Array:
-    """``[x1, x2] -> [-x2, x1]`` on the last axis (Hugging Face RoPE convention)."""
-    half = x.shape[-1] // 2
-    return jnp.concatenate([-x[..., half:], x[..., :half]], axis=-1)
-
-
-def plain_rope(x: Array, cos: Array, sin: Array) -> Array:
-    """Rotate-half RoPE: ``x (..., T, H, hd)``, ``cos``/``sin`` ``(T, hd)``."""
-    c = cos[:, None, :]  # (T, 1, hd) broadcast over heads
-    s = sin[:, None, :]  # (T, 1, hd)
-    return x * c + rotate_half(x) * s
-
-
-def plain_matmul(x: Array, w: Array) -> Array:
-    """``x @ w`` (batched over leading axes like ``jnp.matmul``)."""
-    return jnp.matmul(x, w)
-
-
-def plain_linear(x: Array, w: Array, residual: Array | None = None) -> Array:
-    """``residual + x @ w`` for a weight matrix ``w (K, N)`` (no residual: ``x @ w``)."""
-    y = x @ w
-    return y if residual is None else residual + y
+from misuan.models.plain_ops import Array
 
 
 @dataclass(frozen=True)
@@ -106,12 +58,12 @@ class LlamaOps:
     Frozen and hashable, so it can be a static argument of ``jax.jit``.
     """
 
-    softmax: Callable[[Array, Array], Array] = plain_softmax
-    silu: Callable[[Array], Array] = plain_silu
-    rms_norm: Callable[[Array, Array, float], Array] = plain_rms_norm
-    rope: Callable[[Array, Array, Array], Array] = plain_rope
-    matmul: Callable[[Array, Array], Array] = plain_matmul
-    linear: Callable[..., Array] = plain_linear
+    softmax: Callable[[Array, Array], Array] = plain_ops.softmax
+    silu: Callable[[Array], Array] = plain_ops.silu
+    rms_norm: Callable[[Array, Array, float], Array] = plain_ops.rms_norm
+    rope: Callable[[Array, Array, Array], Array] = plain_ops.rope
+    matmul: Callable[[Array, Array], Array] = plain_ops.matmul
+    linear: Callable[..., Array] = plain_ops.linear
 
 
 PLAIN_OPS = LlamaOps()

@@ -8,8 +8,9 @@ compile programs themselves and compare hashes.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import jax
 import numpy as np
@@ -52,7 +53,7 @@ def spec_of(x: Any) -> jax.ShapeDtypeStruct:
 
 def compile_program(
     fn: Callable,
-    specs: list[jax.ShapeDtypeStruct],
+    specs: Sequence[Any],
     *,
     name: str | None = None,
     input_prefix: str = "in",
@@ -60,12 +61,14 @@ def compile_program(
     visibility: list[int] | None = None,
     input_names: list[str] | None = None,
     output_names: list[str] | None = None,
+    copts: libspu.CompilerOptions | None = None,
 ) -> Program:
-    """Compile ``fn(*specs)`` to an SPU executable with all inputs secret.
+    """Compile ``fn(*specs)`` to an SPU executable, all inputs secret unless ``visibility`` says.
 
-    Inputs are named ``in0, in1, ...`` (outputs ``out0, ...``) unless explicit
-    names are given: node programs name them after the runtime variables they
-    read and write.
+    ``specs`` are ``jax.ShapeDtypeStruct`` (or arrays: only their shapes and dtypes
+    are read). Inputs are named ``in0, in1, ...`` (outputs ``out0, ...``) unless
+    explicit names are given: node programs name them after the runtime variables
+    they read and write. ``copts`` are SPU compiler options (spu's defaults if None).
     """
     name = name or getattr(fn, "__name__", "program")
     input_names = list(input_names) if input_names is not None else [f"{input_prefix}{i}" for i in range(len(specs))]
@@ -89,6 +92,7 @@ def compile_program(
             input_names,
             vis,
             out_names,
+            **({"copts": copts} if copts is not None else {}),
         )
     except ValueError:
         raise

@@ -9,7 +9,7 @@ isolation between parties.
     >>> out = simulate(jnp.add, x, y)                          # ABY3, FM64, 18 bits
     >>> out = simulate(f, x, protocol="CHEETAH")               # 2 parties
     >>> out = simulate(f, x, cos, public_argnums=(1,))         # cos is public
-    >>> prog = compile_program(f, x)                           # compile once ...
+    >>> prog = sim_program(f, x)                               # compile once ...
     >>> out, s = run_program(prog, x, config=runtime_config(), with_run_seconds=True)
 
 Enum-valued runtime options take the enum member or its name:
@@ -30,9 +30,9 @@ import jax.numpy as jnp
 import numpy as np
 from spu import api as spu_api
 from spu import libspu
-from spu.utils import frontend as spu_fe
 
 from misuan.errors import ComputeError, ConfigError
+from misuan.mpc.compile import compile_program
 
 #: Parties each protocol runs with by default (ABY3 needs exactly 3, CHEETAH exactly 2).
 DEFAULT_WORLD_SIZE: Mapping[str, int] = MappingProxyType({"ABY3": 3, "CHEETAH": 2, "SEMI2K": 2, "REF2K": 1})
@@ -106,33 +106,28 @@ def _flatten(args: Sequence[Any], public_argnums: Sequence[int]) -> tuple[list, 
     return leaves, vis
 
 
-def compile_program(
+def sim_program(
     fn: Callable[..., Any],
     *args: Any,
     public_argnums: Sequence[int] = (),
     copts: libspu.CompilerOptions | None = None,
 ) -> SimProgram:
-    """Compile ``fn`` for the shapes/dtypes of ``args`` (arrays, pytrees or ShapeDtypeStructs).
+    """Compile ``fn`` (with :func:`misuan.mpc.compile.compile_program`) for the shapes/dtypes
+    of ``args`` (arrays, pytrees or ShapeDtypeStructs).
 
     Positional args listed in ``public_argnums`` are public inputs; all others are secret.
     Python constants closed over by ``fn`` are public constants of the program.
     """
     leaves, vis = _flatten(args, public_argnums)
-    names = [f"in{i}" for i in range(len(leaves))]
-    try:
-        executable, out_info = spu_fe.compile(
-            spu_fe.Kind.JAX,
-            fn,
-            list(args),
-            {},
-            names,
-            vis,
-            lambda outs: [f"out{i}" for i in range(len(outs))],
-            copts=copts if copts is not None else libspu.CompilerOptions(),
-        )
-    except RuntimeError as e:  # libspu compiler errors
-        raise ComputeError(f"SPU compilation of {getattr(fn, '__name__', fn)} failed: {e}") from e
-    return SimProgram(executable, jax.tree_util.tree_structure(out_info), tuple(vis))
+    in_tree = jax.tree_util.tree_structure(tuple(args))
+
+    def flat_fn(*xs):
+        return fn(*jax.tree_util.tree_unflatten(in_tree, list(xs)))
+
+    program = compile_program(flat_fn, leaves, name=getattr(fn, "__name__", "program"), visibility=vis, copts=copts)
+    executable = libspu.Executable()
+    executable.ParseFromString(program.executable)
+    return SimProgram(executable, program.out_tree, tuple(vis))
 
 
 def run_program(
@@ -207,5 +202,5 @@ def simulate(
     protocol's (3 for ABY3, 2 for CHEETAH). ``runtime_options`` go to ``runtime_config``.
     """
     config = runtime_config(protocol, field, fxp_fraction_bits, **runtime_options)
-    program = compile_program(fn, *args, public_argnums=public_argnums, copts=copts)
+    program = sim_program(fn, *args, public_argnums=public_argnums, copts=copts)
     return run_program(program, *args, config=config, world_size=world_size)

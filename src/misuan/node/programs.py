@@ -24,26 +24,7 @@ import jax.numpy as jnp
 
 from ..mpc.compile import compile_program
 from .capability import NodeProgram
-
-#: placeholder for the request id in compiled programs; the worker substitutes
-#: it after the hash check, so one executable serves every request.
-REQ = "$"
-WEIGHT_PREFIX = "w:"
-REQUEST_PREFIX = "r:"
-
-
-def weight_var(tensor: str) -> str:
-    return f"{WEIGHT_PREFIX}{tensor}"
-
-
-def request_var(request: str, name: str) -> str:
-    return f"{REQUEST_PREFIX}{request}:{name}"
-
-
-def bind_request(names: Sequence[str], request: str) -> list[str]:
-    """A compiled program's variable names with the placeholder bound to ``request``."""
-    placeholder, bound = request_var(REQ, ""), request_var(request, "")
-    return [n.replace(placeholder, bound) for n in names]
+from .names import REQ, bind_request, request_var, weight_var
 
 
 @dataclass(frozen=True)

@@ -113,7 +113,7 @@ class Runtimes:
         rt = self._rt.pop(key, None)
         if rt is not None:
             try:
-                self.sessions.close(rt.id, SYSTEM, reason=reason, internal=True)
+                self.sessions.close_internal(rt.id, reason=reason)
             except NotFound:
                 pass
 
@@ -152,7 +152,7 @@ class Runtimes:
                 raise Conflict(f"this {self.kind}'s runtime changed meanwhile; retry")
             self._rate_limit(principal)
             self._drop(key, "replaced")
-            sess = self.sessions.create(rid, SYSTEM, kind=f"{self.kind}:{self._asset(key)}", internal=True)
+            sess = self.sessions.create_internal(rid, SYSTEM, kind=f"{self.kind}:{self._asset(key)}")
             self._rt[key] = Runtime(key, sess)
         self.audit.append(f"{self.kind}.runtime.prepare", asset=self._asset(key), requester=principal, detail={"runtime": rid})
         return {"runtime_id": rid, "state": "reserved", "link_address": self.cfg.party.link_address(sess.port)}
@@ -195,7 +195,7 @@ class Runtimes:
                 elif isinstance(step, RunLoadProgram):
                     self._run_load_program(rt, step.build())
                 elif isinstance(step, DropTensors):
-                    self.sessions.call(rt.session, {"op": "del_var", "names": [P.weight_var(t) for t in step.tensors]})
+                    self.sessions.unsafe_call(rt.session, {"op": "del_var", "names": [P.weight_var(t) for t in step.tensors]})
                 else:  # pragma: no cover - a new kind of step needs its handling here
                     raise TypeError(f"unknown load step {step!r}")
         return n
@@ -206,7 +206,7 @@ class Runtimes:
         for tensor in tensors:
             key, aad = self.registry.store_key(name, version, tensor)
             items.append({"name": P.weight_var(tensor), "key": key, "aad": aad})
-        self.sessions.call(
+        self.sessions.unsafe_call(
             rt.session,
             {"op": "load_vars", "store_root": str(self.registry.store.root), "key_file": str(self.cfg.storage_key_file), "items": items},
             timeout=3600,
@@ -385,7 +385,7 @@ class Runtimes:
         self._allowed(principal, name)
         rt = self._get(name, version, rid)
         self._request(rt, principal, request)
-        self.sessions.call(rt.session, {"op": "del_prefix", "prefix": P.request_var(request, "")}, timeout=60)
+        self.sessions.unsafe_call(rt.session, {"op": "del_prefix", "prefix": P.request_var(request, "")}, timeout=60)
         prefix = P.request_var(request, "")
         rt.session.held = {n for n in rt.session.held if not n.startswith(prefix)}
         rt.session.readable = {n for n in rt.session.readable if not n.startswith(prefix)}

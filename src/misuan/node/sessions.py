@@ -4,205 +4,40 @@ A session moves through ``reserved → linked → (running ↔ linked)* → clos
 or ``failed``. Any fatal error (a peer lost, a link timeout, a worker crash)
 kills the worker and frees the port; the node itself stays up. Sessions idle
 for longer than the configured limit are reaped.
+
+This module is the registry and lifecycle (create, link, close, reap); what a
+session's worker is asked to do is in :mod:`.session_ops`, the worker processes
+in :mod:`.workers`, the name rules in :mod:`.names`.
 """
 
 from __future__ import annotations
 
-import os
-import re
-import secrets
-import signal
 import socket
-import subprocess
-import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from ..config import NodeConfig
-from ..errors import ComputeError, Conflict, InvalidInput, MisuanError, NotFound, from_wire
-from . import _ipc
+from ..errors import ComputeError, Conflict, InvalidInput, MisuanError, NotFound
 from .audit import AuditLog
 from .db import Database
+from .names import CLIENT_VAR_RE, SESSION_ID_RE, VAR_RE, check_client_var_name, check_session_id, check_var_name
+from .session_ops import SessionOps
+from .workers import WorkerHandle, Zygote
 
-SESSION_ID_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
-VAR_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,128}$")
-#: names a client may use in its own sessions: no ':', which starts the node's
-#: reserved namespaces (``w:`` stored weights, ``r:<request>:`` requests).
-CLIENT_VAR_RE = re.compile(r"^[A-Za-z0-9_.-]{1,128}$")
-READY_TIMEOUT_S = 60.0
-
-
-def check_session_id(sid: str) -> str:
-    if not SESSION_ID_RE.match(sid or ""):
-        raise InvalidInput("session ids are 8-64 chars of letters, digits, '_' or '-'")
-    return sid
-
-
-def check_var_name(name: str) -> str:
-    if not VAR_RE.match(name or ""):
-        raise InvalidInput("variable names are 1-128 chars of letters, digits, '_', '.', ':' or '-'")
-    return name
-
-
-def check_client_var_name(name: str) -> str:
-    if not CLIENT_VAR_RE.match(name or ""):
-        raise InvalidInput("variable names are 1-128 chars of letters, digits, '_', '.' or '-' (':' is reserved)")
-    return name
-
-
-class WorkerHandle:
-    """A session worker process (forked by the zygote) and its channel. One command at a time."""
-
-    def __init__(self, pid: int, sock: socket.socket):
-        self.pid = pid
-        self.sock = sock
-        self._lock = threading.Lock()
-        self._dead = False
-        self.log_path: Path | None = None
-
-    def alive(self) -> bool:
-        if self._dead:
-            return False
-        try:
-            os.kill(self.pid, 0)
-        except ProcessLookupError:
-            self._dead = True
-            return False
-        except PermissionError:  # pragma: no cover - pid reused by another user
-            self._dead = True
-            return False
-        return True
-
-    def call(self, header: dict, payload: bytes = b"", timeout: float | None = None) -> tuple[dict, bytes]:
-        """Send one command; raise the misuan error the worker reports."""
-        with self._lock:
-            self.sock.settimeout(timeout)
-            try:
-                _ipc.send_msg(self.sock, header, payload)
-                reply, out = _ipc.recv_msg(self.sock)
-            except _ipc.ChannelTimeout:
-                self.kill()
-                raise ComputeError(f"session worker did not answer {header.get('op')!r} within {timeout:.0f} s") from None
-            except _ipc.ChannelClosed:
-                self.kill()
-                raise ComputeError("session worker stopped (a peer failed or the session was cancelled)") from None
-        if not reply.get("ok"):
-            if reply.get("fatal"):
-                self.kill()
-            cls = from_wire(reply.get("error"), ComputeError)
-            err = cls(reply.get("message", "worker error"))
-            err.peer = reply.get("peer")  # type: ignore[attr-defined]
-            raise err
-        return reply, out
-
-    def close(self, timeout: float = 5.0) -> None:
-        if self.alive() and not self._lock.locked():
-            try:
-                self.sock.settimeout(timeout)
-                _ipc.send_msg(self.sock, {"op": "close"})
-                _ipc.recv_msg(self.sock)
-            except (_ipc.ChannelClosed, _ipc.ChannelTimeout):
-                pass
-        self.kill()
-
-    def kill(self) -> None:
-        """SIGKILL the worker (cancels a running program) and wait until it is gone."""
-        if not self._dead:
-            try:
-                os.kill(self.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            deadline = time.monotonic() + 10
-            while self.alive() and time.monotonic() < deadline:
-                time.sleep(0.01)
-            self._dead = True
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-
-def _await_ready(sock: socket.socket, cleanup, what: str) -> None:
-    """Wait for a child's ``ready`` hello; clean up and raise if it never comes."""
-    sock.settimeout(READY_TIMEOUT_S)
-    try:
-        hello, _ = _ipc.recv_msg(sock)
-    except (_ipc.ChannelClosed, _ipc.ChannelTimeout):
-        hello = {}
-    if not hello.get("ready"):
-        cleanup()
-        raise ComputeError(f"could not start {what}")
-
-
-class Zygote:
-    """The node's worker factory process (see :mod:`.zygote`). Restarted if it dies."""
-
-    def __init__(self, log_dir: Path, compute_threads: int = 1):
-        self.log_dir = log_dir
-        #: OpenMP thread limit of the zygote and its workers (read by libgomp when
-        #: libspu loads, so it must be in the environment the zygote starts with)
-        self.compute_threads = compute_threads
-        self._lock = threading.Lock()
-        self._proc: subprocess.Popen | None = None
-        self._sock: socket.socket | None = None
-
-    def _start(self) -> None:
-        parent, child = socket.socketpair()
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        out = open(self.log_dir / "workers.out", "ab")
-        try:
-            self._proc = subprocess.Popen(
-                [sys.executable, "-m", "misuan.node.zygote", "--fd", str(child.fileno())],
-                pass_fds=(child.fileno(),),
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=out,
-                env={**os.environ, "JAX_PLATFORMS": "cpu", "OMP_THREAD_LIMIT": str(self.compute_threads)},
-            )
-        finally:
-            child.close()
-            out.close()
-        self._sock = parent
-        _await_ready(parent, self.close, "the worker zygote")
-
-    def start(self) -> None:
-        with self._lock:
-            if self._proc is None or self._proc.poll() is not None:
-                self._start()
-
-    def spawn(self) -> WorkerHandle:
-        with self._lock:
-            for attempt in (1, 2):
-                if self._proc is None or self._proc.poll() is not None:
-                    self._start()
-                try:
-                    log = self.log_dir / f"worker-{secrets.token_hex(4)}.spu.log"
-                    self._sock.settimeout(READY_TIMEOUT_S)
-                    _ipc.send_msg(self._sock, {"op": "spawn", "log": str(log)})
-                    reply, _ = _ipc.recv_msg(self._sock)
-                    if not reply.get("ok"):
-                        raise ComputeError(reply.get("message", "cannot start a session worker"))
-                    _msg, fds, _flags, _addr = socket.recv_fds(self._sock, 1, 1)
-                    break
-                except (_ipc.ChannelClosed, _ipc.ChannelTimeout, OSError):
-                    self.close()
-                    if attempt == 2:
-                        raise ComputeError("the worker zygote stopped") from None
-        wsock = socket.socket(fileno=fds[0])
-        handle = WorkerHandle(reply["pid"], wsock)
-        handle.log_path = log
-        _await_ready(wsock, handle.kill, "a session worker")
-        return handle
-
-    def close(self) -> None:
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.kill()
-            self._proc.wait(10)
-        if self._sock is not None:
-            self._sock.close()
-        self._proc, self._sock = None, None
+__all__ = [
+    "CLIENT_VAR_RE",
+    "SESSION_ID_RE",
+    "VAR_RE",
+    "Session",
+    "SessionManager",
+    "WorkerHandle",
+    "Zygote",
+    "check_client_var_name",
+    "check_session_id",
+    "check_var_name",
+]
 
 
 @dataclass
@@ -230,7 +65,7 @@ class Session:
         return f"Session({self.id!r}, {self.kind}, {self.state}, port={self.port})"
 
 
-class SessionManager:
+class SessionManager(SessionOps):
     """All sessions of one node."""
 
     def __init__(self, cfg: NodeConfig, db: Database, audit: AuditLog, *, max_sessions: int | None = None):
@@ -284,7 +119,16 @@ class SessionManager:
                 return port
         raise Conflict("no free link port on this node; close sessions or widen link_ports")
 
-    def create(self, sid: str, principal: str, kind: str = "run", *, internal: bool = False) -> Session:
+    def create(self, sid: str, principal: str, kind: str = "run") -> Session:
+        """A client's session."""
+        return self._create(sid, principal, kind, internal=False)
+
+    def create_internal(self, sid: str, principal: str, kind: str) -> Session:
+        """A node-internal session (a model runtime), unreachable through client routes:
+        node core only."""
+        return self._create(sid, principal, kind, internal=True)
+
+    def _create(self, sid: str, principal: str, kind: str, *, internal: bool) -> Session:
         check_session_id(sid)
         with self._lock:
             if sid in self._sessions:
@@ -322,14 +166,7 @@ class SessionManager:
 
     def _fail(self, sess: Session, reason: str) -> None:
         sess.state = "failed"
-        try:
-            self.close(sess.id, sess.principal, status="failed", reason=reason, internal=sess.internal)
-        except NotFound:
-            pass  # already closed
-
-    def call(self, sess: Session, header: dict, payload: bytes = b"", timeout: float | None = None):
-        """Send one command to the session's worker (node-internal use)."""
-        return self._call(sess, header, payload, timeout)
+        self._end(sess, status="failed", reason=reason)
 
     def _call(self, sess: Session, header: dict, payload: bytes = b"", timeout: float | None = None):
         if not sess.busy.acquire(blocking=False):
@@ -381,117 +218,6 @@ class SessionManager:
         sess.state = "linked"
         return reply["seconds"]
 
-    def ping(self, sess: Session, nonce: str) -> None:
-        self._require_linked(sess)
-        self._call(sess, {"op": "ping", "nonce": nonce}, timeout=self._op_timeout())
-
-    def set_var(self, sess: Session, name: str, data: bytes) -> None:
-        """Store a share; in a client's own session the client may read it back."""
-        (check_var_name if sess.internal else check_client_var_name)(name)
-        self._require_linked(sess)
-        self._call(sess, {"op": "set_var", "name": name}, data, timeout=self._op_timeout())
-        sess.bytes_in += len(data)
-        sess.held.add(name)
-        if not sess.internal:
-            sess.readable.add(name)
-            self.audit.append(
-                "session.var.put", asset=sess.kind, requester=sess.principal, bytes_in=len(data), detail={"session": sess.id, "var": name}
-            )
-
-    def set_public(self, sess: Session, name: str, array) -> None:
-        """Set a PUBLIC variable from a value this node computed (never client bytes)."""
-        import numpy as np
-
-        check_var_name(name)
-        self._require_linked(sess)
-        arr = np.ascontiguousarray(array)
-        header = {"op": "set_public", "name": name, "dtype": arr.dtype.str, "shape": list(arr.shape)}
-        self._call(sess, header, arr.tobytes(), timeout=self._op_timeout())
-        sess.held.add(name)
-
-    def reveal_flag(self, sess: Session, name: str) -> bool:
-        """Reveal a secret boolean among the nodes (a check's verdict); never to a client."""
-        check_var_name(name)
-        self._require_linked(sess)
-        reply, _ = self._call(sess, {"op": "reveal_flag", "name": name}, timeout=self._op_timeout())
-        return bool(reply["value"])
-
-    def unsafe_read_share(self, sess: Session, name: str) -> bytes:
-        """This node's share of ``name``, unchecked: for :mod:`.reveal` only, which
-        returns it only when the session declares ``name`` readable."""
-        (check_var_name if sess.internal else check_client_var_name)(name)
-        self._require_linked(sess)
-        if name not in sess.held:
-            raise NotFound("unknown variable")
-        _, data = self._call(sess, {"op": "get_var", "name": name}, timeout=self._op_timeout())
-        sess.bytes_out += len(data)
-        return data
-
-    def run(self, sess: Session, program: bytes, sha256: str, *, request: str | None = None) -> dict:
-        """Run a program.
-
-        A client's session: the program reads only variables the client set
-        (or earlier outputs), writes only unreserved names, and its outputs
-        become readable by the client. A node-internal session (a model runtime)
-        runs only programs the node compiled itself, for ``request``; their
-        names are resolved by the worker and their outputs stay unreadable
-        unless the caller marks them."""
-        from ..mpc import _pb
-
-        if sess.internal != (request is not None):
-            raise InvalidInput("node programs run in node sessions only, with a request")
-        self._require_linked(sess)
-        try:
-            names_in, names_out, has_code = _pb.executable_names(program)
-        except InvalidInput:
-            raise InvalidInput("program is not a valid SPU executable") from None
-        if not has_code:
-            raise InvalidInput("program is empty")
-        names_in, names_out = list(names_in), list(names_out)
-        # the worker checks that libspu's own parse of the program sees these names
-        header = {"op": "run", "sha256": sha256, "names": [list(names_in), list(names_out)]}
-        if request is None:
-            for n in names_in + names_out:
-                check_client_var_name(n)
-            missing = [n for n in names_in if n not in sess.readable]
-            if missing:
-                raise InvalidInput(f"program inputs not set in this session: {', '.join(missing[:5])}")
-        else:
-            header["request"] = request
-            names_in = [n.replace("r:$:", f"r:{request}:") for n in names_in]
-            names_out = [n.replace("r:$:", f"r:{request}:") for n in names_out]
-            for n in names_out:
-                check_var_name(n)
-        sess.state = "running"
-        try:
-            reply, _ = self._call(sess, header, program, timeout=None)
-        except MisuanError as exc:
-            if request is None:  # a node program's failure is audited by its caller
-                self.audit.append(
-                    "session.run",
-                    asset=sess.kind,
-                    requester=sess.principal,
-                    status="failed",
-                    detail={"session": sess.id, "program": sha256, "error": type(exc).__name__},
-                )
-            raise
-        finally:
-            if sess.state == "running":
-                sess.state = "linked"
-        sess.runs += 1
-        sess.held.update(names_out)
-        if request is None:
-            sess.readable.update(names_out)
-            self.audit.append(
-                "session.run",
-                asset=sess.kind,
-                requester=sess.principal,
-                detail={"session": sess.id, "program": sha256, "send_bytes": reply.get("send_bytes", 0)},
-            )
-        reply.pop("ok", None)
-        reply["outputs"] = names_out
-        return reply
-
     def _require_linked(self, sess: Session) -> None:
         if sess.state not in ("linked", "running"):
             raise Conflict(f"session is {sess.state}, not linked")
@@ -499,13 +225,33 @@ class SessionManager:
     def _op_timeout(self) -> float:
         return self.cfg.cluster.timeouts.link_recv_ms / 1000 + 60
 
-    def close(self, sid: str, principal: str, *, status: str = "ok", reason: str = "", internal: bool = False) -> bool:
-        """Close a session: a client's own, or (``internal``, node core only) a runtime's."""
+    def close(self, sid: str, principal: str, *, status: str = "ok", reason: str = "") -> bool:
+        """Close a client's own session (never a node-internal one)."""
+        sess = self._take(sid, lambda s: not s.internal and s.principal == principal)
+        return self._finish(sess, status, reason)
+
+    def close_internal(self, sid: str, *, reason: str = "") -> bool:
+        """Close a node-internal session (a model runtime): node core only."""
+        return self._finish(self._take(sid, lambda s: s.internal), "ok", reason)
+
+    def _end(self, sess: Session, *, status: str = "ok", reason: str = "") -> None:
+        """Close ``sess`` itself (whatever its kind), unless it is closed already."""
+        try:
+            self._finish(self._take(sess.id, lambda s: s is sess), status, reason)
+        except NotFound:
+            pass  # already closed
+
+    def _take(self, sid: str, belongs: Callable[[Session], bool]) -> Session:
+        """Remove session ``sid`` from the registry if ``belongs`` accepts it; else NotFound."""
         with self._lock:
             sess = self._sessions.get(sid)
-            if sess is None or sess.principal != principal or sess.internal != internal:
+            if sess is None or not belongs(sess):
                 raise NotFound("unknown session")
             del self._sessions[sid]
+        return sess
+
+    def _finish(self, sess: Session, status: str, reason: str) -> bool:
+        sid = sess.id
         # A running program cannot be interrupted: killing the worker cancels it.
         if sess.busy.locked():
             sess.worker.kill()
@@ -523,7 +269,7 @@ class SessionManager:
         self.audit.append(
             "session.close",
             asset=sess.kind,
-            requester=principal,
+            requester=sess.principal,
             bytes_in=sess.bytes_in,
             bytes_out=sess.bytes_out,
             status=final,
@@ -545,22 +291,13 @@ class SessionManager:
                 dead = not s.worker.alive() and not s.busy.locked()
                 idle_out = not s.internal and now - s.last_used > idle
                 if dead or (idle_out and not s.busy.locked()):
-                    try:
-                        self.close(
-                            s.id,
-                            s.principal,
-                            status="failed" if dead else "ok",
-                            reason="worker exited" if dead else "idle timeout",
-                            internal=s.internal,
-                        )
-                    except NotFound:
-                        pass
+                    self._end(s, status="failed" if dead else "ok", reason="worker exited" if dead else "idle timeout")
 
     def shutdown(self) -> None:
         self._stop.set()
         for s in self.list():
             try:
-                self.close(s.id, s.principal, reason="node shutdown", internal=s.internal)
+                self._end(s, reason="node shutdown")
             except MisuanError:
                 pass
         with self.zygote._lock:

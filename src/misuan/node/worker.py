@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from . import _ipc
+from .names import bind_request
 
 _LINK_RE = re.compile(r"Link details: total send bytes (\d+), recv bytes (\d+), send actions (\d+), recv actions (\d+)")
 
@@ -190,8 +191,8 @@ class _Worker:
         request = h.get("request")
         if request is not None:
             # node programs are compiled once with a placeholder request id
-            exe.input_names = [n.replace("r:$:", f"r:{request}:") for n in exe.input_names]
-            exe.output_names = [n.replace("r:$:", f"r:{request}:") for n in exe.output_names]
+            exe.input_names = bind_request(exe.input_names, request)
+            exe.output_names = bind_request(exe.output_names, request)
         self.runs += 1
         exe.name = f"misuan-run-{self.runs}"
         t0 = time.perf_counter()

@@ -25,6 +25,7 @@ from .. import errors as E
 from .._fs import atomic_open
 from ..client.client import Client
 from ..client.transport import NodeClient
+from . import protocol as P
 from .spec import KeyNormalization, PsiSpec
 
 POLL_S = 0.3
@@ -36,15 +37,15 @@ FAILED_GRACE_S = 20.0
 
 def psi_create(node: NodeClient, job_id: str, rank: int, spec: dict, dataset: str) -> str:
     body = {"job_id": job_id, "rank": rank, "spec": spec, "dataset": dataset}
-    return node.request("POST", "/v1/psi/jobs", json=body).json()["link_address"]
+    return node.request("POST", P.JOBS, json=body).json()["link_address"]
 
 
 def psi_start(node: NodeClient, job_id: str, addresses: list[str], peer_rank: int) -> None:
-    node.request("POST", f"/v1/psi/jobs/{job_id}/start", json={"addresses": addresses, "peer_rank": peer_rank})
+    node.request("POST", P.job_path(job_id, "/start"), json={"addresses": addresses, "peer_rank": peer_rank})
 
 
 def psi_status(node: NodeClient, job_id: str) -> dict:
-    return node.request("GET", f"/v1/psi/jobs/{job_id}").json()
+    return node.request("GET", P.job_path(job_id)).json()
 
 
 def psi_output(node: NodeClient, job_id: str, dest) -> int:
@@ -56,12 +57,12 @@ def psi_output(node: NodeClient, job_id: str, dest) -> int:
         dest.write(chunk)
         n += len(chunk)
 
-    node.request("GET", f"/v1/psi/jobs/{job_id}/output", timeout=None, sink=write)
+    node.request("GET", P.job_path(job_id, "/output"), timeout=None, sink=write)
     return n
 
 
 def psi_delete(node: NodeClient, job_id: str) -> None:
-    node.request("DELETE", f"/v1/psi/jobs/{job_id}", timeout=60)
+    node.request("DELETE", P.job_path(job_id), timeout=60)
 
 
 # ------------------------------------------------------------ one node's datasets (PSI inputs)
@@ -69,28 +70,28 @@ def psi_delete(node: NodeClient, job_id: str) -> None:
 
 def dataset_register(node: NodeClient, name: str, path: str, replace: bool = False) -> dict:
     body = {"name": name, "path": path, "replace": replace}
-    return node.request("POST", "/v1/datasets", json=body, timeout=None).json()
+    return node.request("POST", P.DATASETS, json=body, timeout=None).json()
 
 
 def dataset_list(node: NodeClient) -> list[dict]:
-    return node.request("GET", "/v1/datasets").json()
+    return node.request("GET", P.DATASETS).json()
 
 
 def dataset_show(node: NodeClient, name: str, owner: str | None = None) -> dict:
     params = {"owner": owner} if owner else {}
-    return node.request("GET", f"/v1/datasets/{name}", params=params).json()
+    return node.request("GET", P.dataset_path(name), params=params).json()
 
 
 def dataset_remove(node: NodeClient, name: str) -> None:
-    node.request("DELETE", f"/v1/datasets/{name}")
+    node.request("DELETE", P.dataset_path(name))
 
 
 def dataset_grant(node: NodeClient, name: str, to: str, receive: bool = False) -> None:
-    node.request("PUT", f"/v1/datasets/{name}/grants/{to}", params={"receive": "true" if receive else "false"})
+    node.request("PUT", P.dataset_path(name, f"/grants/{to}"), params={"receive": "true" if receive else "false"})
 
 
 def dataset_revoke(node: NodeClient, name: str, to: str) -> bool:
-    return node.request("DELETE", f"/v1/datasets/{name}/grants/{to}").json()["revoked"]
+    return node.request("DELETE", P.dataset_path(name, f"/grants/{to}")).json()["revoked"]
 
 
 # ------------------------------------------------------------ a job over two nodes
@@ -214,22 +215,20 @@ def run_psi(
                 fr = [((s.get("progress") or {}).get("fraction") or 0.0) for s in status]
                 progress(min(fr), (status[0].get("progress") or {}).get("stage", "starting"))
             states = [s["state"] for s in status]
-            if all(st in ("done", "failed") for st in states):
+            if all(st in P.FINISHED for st in states):
                 break
-            if "failed" in states:  # the other side notices within its own timeouts; don't wait forever
+            if P.FAILED in states:  # the other side notices within its own timeouts; don't wait forever
                 failed_at = failed_at or time.monotonic()
                 if time.monotonic() - failed_at > FAILED_GRACE_S:
                     break
             if time.monotonic() > deadline:
                 raise E.NodeTimeout(f"PSI job did not finish within {timeout_s:.0f} s")
             time.sleep(POLL_S)
-        failed = sorted(((jr, s) for jr, s in enumerate(status) if s["state"] != "done"), key=lambda x: x[1]["state"] != "failed")
+        failed = sorted(((jr, s) for jr, s in enumerate(status) if s["state"] != P.DONE), key=lambda x: x[1]["state"] != P.FAILED)
         if failed:
             jr, s = failed[0]
             err = s.get("error") or {}
-            cls = getattr(E, err.get("type", "ComputeError"), E.ComputeError)
-            if not (isinstance(cls, type) and issubclass(cls, E.MisuanError)):
-                cls = E.ComputeError
+            cls = E.from_name(err.get("type"), E.ComputeError)
             msg = f"party {names[jr]}: {err.get('message', 'PSI failed')}"
             raise cls(msg, party=node_ranks[jr]) if issubclass(cls, E.NodeError) else cls(msg)
         results = [s["result"] for s in status]

@@ -32,6 +32,7 @@ from ..errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from ..node.audit import AuditLog
 from ..node.sessions import SessionManager
 from ..node.zygote import set_pdeathsig
+from . import protocol as P
 from .datasets import Dataset, DatasetRegistry
 from .spec import PsiSpec
 
@@ -49,7 +50,7 @@ class PsiJob:
     dir: Path
     created: float = field(default_factory=time.time)
     proc: subprocess.Popen | None = None
-    state: str = "reserved"  # reserved | running | done | failed
+    state: str = P.RESERVED  # reserved | running | done | failed
     outcome: dict | None = None
 
 
@@ -108,7 +109,7 @@ class PsiJobs:
 
     def start(self, principal: str, jid: str, addresses: list[str], peer_rank: int) -> dict:
         job = self._get(jid, principal)
-        if job.state != "reserved":
+        if job.state != P.RESERVED:
             raise Conflict(f"job is {job.state}")
         cl = self.cfg.cluster
         peer = cl.party(peer_rank)
@@ -154,7 +155,7 @@ class PsiJobs:
             )
         finally:
             log.close()
-        job.state = "running"
+        job.state = P.RUNNING
         self.audit.append(
             "psi.start", asset=f"psi:{jid}", requester=principal, detail={**self._input_detail(job), "protocol": job.spec.protocol}
         )
@@ -188,7 +189,7 @@ class PsiJobs:
         return out
 
     def _poll(self, job: PsiJob) -> None:
-        if job.state != "running" or job.proc is None:
+        if job.state != P.RUNNING or job.proc is None:
             return
         code = job.proc.poll()
         if code is None:
@@ -200,7 +201,7 @@ class PsiJobs:
                 "ok": False,
                 "error": {"type": "ComputeError", "message": "the PSI peer was lost (the party process stopped without a result)"},
             }
-        job.state = "done" if job.outcome.get("ok") else "failed"
+        job.state = P.DONE if job.outcome.get("ok") else P.FAILED
         self.sessions.release_port(job.port)
         res = job.outcome.get("result", {}) if job.outcome.get("ok") else {}
         self.audit.append(
@@ -226,7 +227,7 @@ class PsiJobs:
     def output(self, principal: str, jid: str) -> Path:
         job = self._get(jid, principal)
         self._poll(job)
-        if job.state != "done":
+        if job.state != P.DONE:
             raise Conflict(f"job is {job.state}")
         path = job.dir / "output.csv"
         if not path.is_file():
@@ -240,9 +241,9 @@ class PsiJobs:
         if job.proc is not None and job.proc.poll() is None:
             os.killpg(job.proc.pid, signal.SIGKILL)
             job.proc.wait(10)
-        if job.state in ("reserved", "running"):
+        if job.state in (P.RESERVED, P.RUNNING):
             self.sessions.release_port(job.port)
-            if job.state == "running":
+            if job.state == P.RUNNING:
                 self.audit.append("psi.job", asset=f"psi:{jid}", requester=principal, status="cancelled", detail=self._input_detail(job))
         shutil.rmtree(job.dir, ignore_errors=True)
 
@@ -259,7 +260,7 @@ class PsiJobs:
         now = time.time()
         for jid, job in list(self._jobs.items()):
             self._poll(job)
-            if job.state != "running" and now - job.created > max_idle_s:
+            if job.state != P.RUNNING and now - job.created > max_idle_s:
                 try:
                     self.delete(job.principal, jid)
                 except NotFound:

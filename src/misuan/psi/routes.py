@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import FileResponse
 
 from ..node.capability import NodeContext
+from . import protocol as P
 from . import schemas as S
 from .jobs import PsiJobs
 
@@ -24,51 +25,51 @@ def router(ctx: NodeContext) -> APIRouter:
 
 
 def _job_routes(r: APIRouter, psi: PsiJobs, principal) -> None:
-    @r.post("/v1/psi/jobs", status_code=201)
+    @r.post(P.JOBS, status_code=201)
     def psi_create(req: S.PsiCreate, who: str = Depends(principal)):
         return psi.create(who, req.job_id, req.rank, req.spec, req.dataset)
 
-    @r.post("/v1/psi/jobs/{jid}/start")
+    @r.post(P.job_path("{jid}", "/start"))
     def psi_start(jid: str, req: S.PsiStart, who: str = Depends(principal)):
         return psi.start(who, jid, req.addresses, req.peer_rank)
 
-    @r.get("/v1/psi/jobs/{jid}")
+    @r.get(P.job_path("{jid}"))
     def psi_status(jid: str, who: str = Depends(principal)):
         return psi.status(who, jid)
 
-    @r.get("/v1/psi/jobs/{jid}/output")
+    @r.get(P.job_path("{jid}", "/output"))
     def psi_output(jid: str, who: str = Depends(principal)):
         return FileResponse(psi.output(who, jid), media_type="text/csv")
 
-    @r.delete("/v1/psi/jobs/{jid}")
+    @r.delete(P.job_path("{jid}"))
     def psi_delete(jid: str, who: str = Depends(principal)):
         psi.delete(who, jid)
         return {"deleted": True}
 
 
 def _dataset_routes(r: APIRouter, psi: PsiJobs, principal) -> None:
-    @r.post("/v1/datasets", status_code=201)
+    @r.post(P.DATASETS, status_code=201)
     def dataset_register(req: S.DatasetRegister, who: str = Depends(principal)):
         return psi.datasets.register(who, req.name, req.path, req.replace)
 
-    @r.get("/v1/datasets")
+    @r.get(P.DATASETS)
     def dataset_list(who: str = Depends(principal)):
         return psi.datasets.list(who)
 
-    @r.get("/v1/datasets/{name}")
+    @r.get(P.dataset_path("{name}"))
     def dataset_show(name: str, owner: str | None = None, who: str = Depends(principal)):
         return psi.datasets.show(who, name, owner)
 
-    @r.delete("/v1/datasets/{name}")
+    @r.delete(P.dataset_path("{name}"))
     def dataset_remove(name: str, who: str = Depends(principal)):
         psi.datasets.remove(who, name)
         return {"removed": True}
 
-    @r.put("/v1/datasets/{name}/grants/{to}")
+    @r.put(P.dataset_path("{name}", "/grants/{to}"))
     def dataset_grant(name: str, to: str, receive: bool = False, who: str = Depends(principal)):
         psi.datasets.grant(who, name, to, receive)
         return {"granted": to, "receive": receive}
 
-    @r.delete("/v1/datasets/{name}/grants/{to}")
+    @r.delete(P.dataset_path("{name}", "/grants/{to}"))
     def dataset_revoke(name: str, to: str, who: str = Depends(principal)):
         return {"revoked": psi.datasets.revoke(who, name, to)}

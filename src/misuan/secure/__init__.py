@@ -1,4 +1,4 @@
-"""MPC-friendly ops for SPU fixed point, each with a plaintext twin (``plain``) and a
+"""MPC-friendly ops for SPU fixed point, each with a plaintext twin (in ``misuan.models.plain_ops``) and a
 stated, tested error bound. See ``ops`` (LLaMA primitives), ``sampling`` (token
 selection) and ``approx`` (polynomial building blocks)."""
 

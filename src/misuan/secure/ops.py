@@ -1,4 +1,4 @@
-"""MPC-friendly LLaMA ops under SPU fixed point, each with a plaintext twin in ``plain.py``.
+"""MPC-friendly LLaMA ops under SPU fixed point, each with a plaintext twin in ``misuan.models.plain_ops``.
 
 The six model ops (``softmax, silu, rms_norm, rope, matmul, linear``) have exactly the
 signatures of ``misuan.models.llama.LlamaOps``; ``secure_llama_ops()`` returns them as a

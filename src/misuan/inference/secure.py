@@ -19,89 +19,18 @@ not the logits.
 
 from __future__ import annotations
 
-import math
-import secrets
-import statistics
 import time
-from dataclasses import dataclass, field
 from typing import Iterator
 
 from .. import errors as E
 from ..client.client import Client
 from ..client.runtime import ModelRuntime
 from ..models.config import LlamaConfig
-from ..models.sampling import MAX_TEMPERATURE, MIN_TEMPERATURE, check_seed
 from ..models.tokenizer import StreamDecoder, Tokenizer
 from ..secure.onehot import token_digits
 from . import protocol as P
+from .backend import ChatStream, GenerationParams, GenerationStats, ModelInfo
 from .protocol import CACHE_BUCKETS, PROMPT_BUCKETS, bucket
-
-
-@dataclass(frozen=True)
-class GenerationParams:
-    max_tokens: int = 128
-    temperature: float = 0.0
-    top_p: float = 1.0
-    seed: int | None = None
-    fixed_length: bool = False
-    stop: tuple[str, ...] = ()
-
-    def check(self, secure: bool = True) -> None:
-        if not isinstance(self.max_tokens, int) or self.max_tokens <= 0:
-            raise E.InvalidInput("max_tokens must be a positive integer")
-        t = self.temperature
-        if (
-            isinstance(t, bool)
-            or not (isinstance(t, (int, float)) and math.isfinite(t))
-            or not (t == 0 or MIN_TEMPERATURE <= t <= MAX_TEMPERATURE)
-        ):
-            raise E.InvalidInput(f"temperature must be 0 (greedy) or in [{MIN_TEMPERATURE}, {MAX_TEMPERATURE}]")
-        if self.seed is not None:
-            check_seed(self.seed)
-        if not 0 < self.top_p <= 1:
-            raise E.InvalidInput("top_p must be in (0, 1]")
-        if secure and self.top_p < 1:
-            raise E.InvalidInput("top-p sampling runs only with --plaintext; under MPC use greedy or --temperature")
-
-    def resolved_seed(self) -> int:
-        """The seed of the sampling noise: the given one, or a fresh random one."""
-        return self.seed if self.seed is not None else secrets.randbits(63)
-
-
-@dataclass
-class GenerationStats:
-    prompt_tokens: int = 0
-    prompt_bucket: int = 0
-    cache_bucket: int = 0
-    prefill_s: float = 0.0
-    decode_s: list[float] = field(default_factory=list)
-    decode_bytes: list[int] = field(default_factory=list)
-    prefill_bytes: int = 0
-    runtime_ready_s: float = 0.0
-    steps: int = 0
-    finish_reason: str = ""
-
-    @property
-    def decode_s_per_token(self) -> float:
-        return statistics.median(self.decode_s) if self.decode_s else 0.0
-
-    @property
-    def bytes_per_token(self) -> float:
-        return statistics.median(self.decode_bytes) if self.decode_bytes else 0.0
-
-    def to_dict(self) -> dict:
-        return {
-            "prompt_tokens": self.prompt_tokens,
-            "prompt_bucket": self.prompt_bucket,
-            "cache_bucket": self.cache_bucket,
-            "prefill_s": round(self.prefill_s, 3),
-            "decode_s_per_token": round(self.decode_s_per_token, 3),
-            "decode_steps": self.steps,
-            "bytes_per_token": int(self.bytes_per_token),
-            "prefill_bytes": self.prefill_bytes,
-            "runtime_ready_s": round(self.runtime_ready_s, 2),
-            "finish_reason": self.finish_reason,
-        }
 
 
 class SecureModel:
@@ -199,6 +128,18 @@ class SecureModel:
         for _tok, piece in self.stream(messages, params, stats, raw):
             if piece:
                 yield piece
+
+    # ------------------------------------------------------------ ChatBackend
+
+    def stream_chat(self, messages: list[dict], params: GenerationParams) -> ChatStream:
+        """The answer as :class:`~misuan.inference.backend.ChatEvent` s; ``cancel()`` frees
+        the request on every node."""
+        params.check(secure=True)
+        stats = GenerationStats()
+        return ChatStream(self.stream(messages, params, stats), stats, mpc=True)
+
+    def model_info(self) -> ModelInfo:
+        return ModelInfo(name=self.name, max_context=self.config.max_seq_len, mode="mpc")
 
 
 def prompt_ids(tokenizer: Tokenizer, messages: list[dict], raw: bool = False) -> list[int]:
