@@ -22,7 +22,7 @@ from ..mpc.compile import Program
 from .capability import NodeProgram
 
 #: the node core's part of every program: how specs are compiled
-CORE_ROOTS: tuple[str, ...] = ("node/programs.py", "node/capability.py", "mpc/compile.py")
+CORE_ROOTS: tuple[str, ...] = ("node/programs.py", "node/names.py", "node/capability.py", "mpc/compile.py")
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 
 
