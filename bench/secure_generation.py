@@ -178,6 +178,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "secure_generation.json"))
     args = ap.parse_args()
 
+    from misuan.benchmarks import protocol as BP
     from misuan.cluster.local import local_cluster
     from misuan.hosting import list_models, publish_model
     from misuan.inference import GenerationParams, GenerationStats
@@ -250,7 +251,7 @@ def main() -> None:
             if not args.skip_baseline and r == 0:
                 with rt.request() as req:  # the baseline's weight copies, after the memory samples
                     t1 = time.perf_counter()
-                    req.run("bench.store_hf")
+                    req.run(BP.STORE_HF)
                     result["baseline_store_hf_s"] = round(time.perf_counter() - t1, 1)
             if not args.skip_baseline and r < args.baseline_steps:
                 # The baseline re-runs the whole sequence for every new token: token k
@@ -262,12 +263,12 @@ def main() -> None:
                     seq = (ids32 + reference)[:T]
                     x = np.zeros((T, model.config.vocab_size), np.float32)
                     x[np.arange(T), seq] = 1.0
-                    rt.compile("bench.puma", {"T": T})
+                    rt.compile(BP.PUMA, {"T": T})
                     with rt.request() as req:
-                        req.put("x", x)
+                        req.put(BP.X, x)
                         t1 = time.perf_counter()
-                        res = req.run("bench.puma", {"T": T})
-                        base_tok = int(round(float(req.reveal("id")[0])))
+                        res = req.run(BP.PUMA, {"T": T})
+                        base_tok = int(round(float(req.reveal(BP.TOKEN_ID)[0])))
                         steps.append(
                             {
                                 "T": T,

@@ -81,7 +81,7 @@ class RuntimeRequest:
 
     def run(self, program: str, params: dict | None = None, settings: dict | None = None) -> list[dict]:
         """Run ``program`` (compiled for ``params``); ``settings`` are run-time public
-        parameters that do not change the program (e.g. a prefill's seed and temperature)."""
+        parameters that do not change the program (e.g. a sampling seed and temperature)."""
         rt = self.runtime
         rt.compile(program, params)
         body = {**(params or {}), **(settings or {})}

@@ -9,12 +9,12 @@ from importlib import import_module
 _EXPORTS = {
     "publish_model": ".publish",
     "PublishResult": ".publish",
-    "list_models": ".manage",
-    "show_model": ".manage",
-    "remove_model": ".manage",
-    "grant_model": ".manage",
-    "revoke_model": ".manage",
-    "verify_model": ".manage",
+    "list_models": ".client",
+    "show_model": ".client",
+    "remove_model": ".client",
+    "grant_model": ".client",
+    "revoke_model": ".client",
+    "verify_model": ".client",
 }
 
 __all__ = list(_EXPORTS)

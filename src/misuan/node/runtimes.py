@@ -29,6 +29,7 @@ from . import request_state as RS
 from .assets import AssetRegistry
 from .audit import AuditLog
 from .capability import Capabilities, DropTensors, LoadTensors, NodeProgram, ProgramDef, RequestState, RunContext, RunLoadProgram
+from .peers import peers_hold
 from .reveal import reveal_declared_output
 from .sessions import Session, SessionManager, check_session_id
 
@@ -231,26 +232,7 @@ class Runtimes:
         return any(rt.id == rid and rt.session.state not in ("closed", "failed") for rt in list(self._rt.values()))
 
     def _peers_hold(self, rid: str) -> list[bool]:
-        """Ask every peer whether it still holds runtime ``rid``. Only an explicit "no"
-        counts: a peer that does not answer (busy, or down for now) could not join a
-        new runtime either, and a grantee must not be able to drop a live one on a blip."""
-        import ssl
-
-        import httpx
-
-        cl = self.cfg.cluster
-        verify = ssl.create_default_context(cafile=str(cl.ca_cert)) if cl.tls and cl.ca_cert else True
-        out = []
-        for party in cl.parties:
-            if party.rank == self.cfg.rank:
-                continue
-            try:
-                with httpx.Client(verify=verify, timeout=cl.timeouts.http_connect_s) as http:
-                    r = http.get(f"{party.control_url}/v1/runtimes/{rid}/alive")
-                out.append(not (r.status_code == 200 and r.json().get("alive") is False))
-            except (httpx.HTTPError, ValueError):
-                out.append(True)
-        return out
+        return peers_hold(self.cfg, rid)
 
     def _reserve_grace_s(self) -> float:
         return self.cfg.cluster.timeouts.link_connect_s + 30
@@ -293,7 +275,7 @@ class Runtimes:
             raise Conflict(f"runtime is {rt.state}")
         if not re.match(r"^[A-Za-z0-9_]{1,64}$", var):
             raise InvalidInput("invalid variable name")
-        if var not in self._uploadable:  # of the registered programs only (benchmarks only where turned on)
+        if var not in self._uploadable:  # declared by a registered program (some are registered only where turned on)
             raise InvalidInput(f"{var!r} is not an input a client may upload (noise, masks, tokens and caches are made by the nodes)")
         if rt.requests.get(request, principal) != principal:
             raise NotFound("unknown request")  # another principal's request: nothing about it, not even frame errors

@@ -144,7 +144,7 @@ class TensorSpec(Strict):
 
 class UploadCreate(Strict):
     version: Version
-    kind: Literal["llama"]
+    kind: str = Field(pattern=r"^[a-z0-9_-]{1,32}$")  # the architecture; its asset kind validates it
     config: dict
     tokenizer: str = Field(max_length=64 << 20)
     tensors: list[TensorSpec] = Field(min_length=1, max_length=100_000)

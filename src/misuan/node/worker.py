@@ -198,7 +198,7 @@ class _Worker:
         t0 = time.perf_counter()
         self.rt.run(exe)
         seconds = time.perf_counter() - t0
-        _trim_heap()  # a run's temporaries (a prefill's are ~0.4 GB) would otherwise stay resident
+        _trim_heap()  # a run's temporaries (up to ~0.4 GB for a long prompt) would otherwise stay resident
         for name in exe.output_names:
             self.vars[name] = 0
         return {"ok": True, "seconds": seconds, **self._link_stats(exe.name)}
@@ -298,7 +298,7 @@ def _trim_heap() -> None:
 #: default threshold is dynamic: after the first big frees it rises (up to 32 MB),
 #: and a run's temporaries then come from the heap and stay resident. Fixed at 1 MB
 #: (``fix_mmap_threshold``), a SmolLM2 worker stayed at its post-load 2.30 GB PSS per
-#: node after a 32-token prefill and 4 decode steps (2.60-2.62 GB with the dynamic one).
+#: node after a 32-token prompt and 4 generated tokens (2.60-2.62 GB with the dynamic one).
 MMAP_THRESHOLD_BYTES: int = 1 << 20
 _M_MMAP_THRESHOLD: int = -3  # mallopt parameter (malloc.h)
 

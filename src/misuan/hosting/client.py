@@ -94,7 +94,7 @@ def verify_model(
 
     from ..models.loader import load_model
     from .probes import probe
-    from .protocol import VERIFY
+    from .protocol import VERIFY, Y
     from .publish import hosted_tensors
 
     cfg, params, _ = load_model(path)
@@ -113,7 +113,7 @@ def verify_model(
         t1 = time.perf_counter()
         req.run(VERIFY, {}, {"seed": seed})
         run_s = time.perf_counter() - t1
-        got = req.reveal("y")
+        got = req.reveal(Y)
     err = np.abs(np.asarray(got, np.float64) - np.asarray(expected))
     f = client.cluster.mpc.fxp_fraction_bits
     tol = np.array([tolerance if tolerance is not None else verify_tolerance(w.shape, f) for _, w in tensors])
