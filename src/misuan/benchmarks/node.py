@@ -7,6 +7,6 @@ from .programs import PROGRAMS
 
 CAPABILITY = NodeCapability(
     name="benchmarks",
-    code_roots=("benchmarks/programs.py", "benchmarks/puma.py", "benchmarks/protocol.py", "inference/layout.py", "inference/specs.py"),
+    code_roots=("benchmarks", "inference/layout.py", "inference/specs.py", "secure", "models"),
     programs=PROGRAMS,
 )

@@ -18,7 +18,8 @@ def validate_model(architecture: str, config: dict) -> None:
 
 CAPABILITY = NodeCapability(
     name="hosting",
-    code_roots=("hosting/programs.py", "hosting/protocol.py", "hosting/probes.py", "inference/layout.py"),
+    # verify reads the weights through the LLaMA resident layout (inference/layout.py, specs.py)
+    code_roots=("hosting/programs.py", "hosting/protocol.py", "hosting/probes.py", "inference/layout.py", "inference/specs.py", "models"),
     asset_kinds=(AssetKind(P.MODEL, validate_model),),
     programs=(VERIFY,),
 )
