@@ -9,36 +9,21 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
+
+from ..cli.common import DEFAULT_DIR, ClusterOpt, JsonOpt, KeyOpt, _fmt_bytes, err, out
 
 psi_app = typer.Typer(no_args_is_help=True, help="Private set intersection (隐私求交) between two parties' nodes.")
 data_app = typer.Typer(no_args_is_help=True, help="Datasets: files on a node, registered by their owner as PSI inputs, and their grants.")
 
-out = Console()
-err = Console(stderr=True)
-DEFAULT_CLUSTER = Path.home() / ".misuan" / "cluster" / "cluster.toml"
+DEFAULT_CLUSTER = DEFAULT_DIR / "cluster.toml"
 PartyOpt = typer.Option(..., "--party", "-p", help="the node (party id or rank) that holds the file")
-ClusterOpt = typer.Option(None, "--cluster", "-c", help="cluster file (default: ~/.misuan/cluster/cluster.toml)")
-RunClusterOpt = typer.Option(None, "--cluster", "-c", help="cluster file (default: <default dir>/cluster.toml)")
-KeyOpt = typer.Option(None, "--key-file", envvar="MISUAN_KEY", help="your key file (default: the cluster file's key_file)")
-JsonOpt = typer.Option(False, "--json", help="machine-readable output")
 
 
 def register(app: typer.Typer) -> None:
     """Add ``psi`` and ``data`` to the root CLI."""
     app.add_typer(psi_app, name="psi")
     app.add_typer(data_app, name="data")
-
-
-def _fmt_bytes(n: int | None) -> str:
-    if n is None:
-        return "-"
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return str(n)
 
 
 # ------------------------------------------------------------------ psi
@@ -59,7 +44,7 @@ def psi_run(
     out_path: Path = typer.Option(..., "--out", help="output CSV (with --receiver both: OUT.<party>.csv per party)"),
     duplicates: str = typer.Option("refuse", "--duplicates", help="refuse | first | all"),
     casefold: bool = typer.Option(False, "--casefold", help="compare keys case-insensitively"),
-    cluster: Optional[Path] = RunClusterOpt,
+    cluster: Optional[Path] = ClusterOpt,
     key_file: Optional[Path] = KeyOpt,
     as_json: bool = JsonOpt,
 ):
