@@ -169,6 +169,13 @@ def test_benchmark_programs_are_off_by_default(model):
     for program in ("bench.store_hf", "bench.puma"):
         with pytest.raises(misuan.InvalidInput, match="unknown program"):
             mallory.nodes[0].program_compile(name, rt.version, program, {"T": 4} if program == "bench.puma" else {})
+        with pytest.raises(misuan.InvalidInput, match="unknown program"):
+            mallory.nodes[0].runtime_run(
+                rt.name, rt.version, rt.runtime_id, "benchreq01", program, {"T": 4} if program == "bench.puma" else {}
+            )
+    # nor upload the baseline's input (the allow-list is what the registered programs declare)
+    with pytest.raises(misuan.InvalidInput, match="not an input a client may upload"):
+        mallory.nodes[0].runtime_put(rt.name, rt.version, rt.runtime_id, "benchreq01", "x", b"MSH1" + bytes(16))
 
 
 @pytest.mark.parametrize("params", [{"S": 64, "junk": 1}, {"T": 16, "S": 64, "x": "y"}])
