@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Callable
 from .hosting import cli as hosting_cli
 from .inference import cli as inference_cli
 from .psi import cli as psi_cli
+from .retrieval import cli as retrieval_cli
 
 if TYPE_CHECKING:  # pragma: no cover
     import typer
@@ -25,8 +26,9 @@ def node_capabilities(bench: bool = False) -> tuple["NodeCapability", ...]:
     from .hosting.node import CAPABILITY as hosting
     from .inference.node import CAPABILITY as inference
     from .psi.node import CAPABILITY as psi
+    from .retrieval.node import CAPABILITY as retrieval
 
-    caps = (hosting, inference, psi)
+    caps = (hosting, inference, psi, retrieval)
     if bench:
         from .benchmarks.node import CAPABILITY as benchmarks
 
@@ -34,5 +36,10 @@ def node_capabilities(bench: bool = False) -> tuple["NodeCapability", ...]:
     return caps
 
 
-CLI: tuple[Callable[["typer.Typer"], None], ...] = (hosting_cli.register, inference_cli.register, psi_cli.register)
+CLI: tuple[Callable[["typer.Typer"], None], ...] = (
+    hosting_cli.register,
+    inference_cli.register,
+    psi_cli.register,
+    retrieval_cli.register,
+)
 """Each capability's ``register(app)``: adds its commands to the root CLI (imports only typer and rich)."""

@@ -28,7 +28,7 @@ CFG = LlamaConfig(
 #: modules that run while a program is built but cannot change its bytes: error types
 #: (raised only when a build is refused), config/identity plumbing
 NOT_PROGRAM_CODE = {"errors.py", "__init__.py"}
-PARAMS = {"llama.prefill": {"T": 16, "S": 64}, "llama.decode": {"S": 64}, "bench.puma": {"T": 4}}
+PARAMS = {"llama.prefill": {"T": 16, "S": 64}, "llama.decode": {"S": 64}, "bench.puma": {"T": 4}, "kb.search": {"k": 2}}
 
 
 def _config() -> dict:
@@ -36,12 +36,23 @@ def _config() -> dict:
 
 
 SPECS = param_shapes(CFG)  # computed here, outside the traced builds
+KB_CONFIG = {
+    "n_chunks": 20,
+    "dim": 8,
+    "chunk_tokens": 4,
+    "vocab_size": 40,
+    "reveal": "passages",
+    "chunk_ids": [f"d#{i}" for i in range(20)],
+}
+KB_SPECS = [("emb", (20, 8)), ("hi", (20, 4)), ("lo", (20, 4))]
 
 
 def _build_everything(caps: Capabilities) -> None:
     specs, config = SPECS, _config()
+    inputs = {"model": (specs, config), "kb": (KB_SPECS, KB_CONFIG)}  # the public inputs of a build, per asset kind
     for name in caps.program_names():
-        caps.program(name).build(specs, config, PARAMS.get(name, {}))
+        pdef = caps.program(name)
+        pdef.build(*inputs[pdef.asset_kind], PARAMS.get(name, {}))
     for cap in caps.items:
         for plan in cap.load_plans.values():
             for step in plan(config, specs):

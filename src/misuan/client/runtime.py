@@ -1,4 +1,5 @@
-"""Client handle on a model's resident runtime (the same one on every node)."""
+"""Client handle on an asset's resident runtime (the same one on every node):
+a model's (``kind="model"``) or a knowledge base's (``kind="kb"``)."""
 
 from __future__ import annotations
 
@@ -22,38 +23,40 @@ class ModelRuntime:
     runtime_id: str
     #: seconds spent linking + loading, when this handle built the runtime.
     load_seconds: float = 0.0
+    #: the asset kind (``model``, ``kb``)
+    kind: str = "model"
     _compiled: set = field(default_factory=set, repr=False)
 
     def __repr__(self) -> str:
         return f"ModelRuntime({self.name}@{self.version}, {self.runtime_id})"
 
     @classmethod
-    def ensure(cls, client: Client, name: str, version: int | None = None) -> "ModelRuntime":
+    def ensure(cls, client: Client, name: str, version: int | None = None, kind: str = "model") -> "ModelRuntime":
         """Use the resident runtime if every node has the same one; else build it."""
         import time
 
         name = client.model_ref(name)
-        states = client.fanout(lambda i: client.nodes[i].runtime_state(name, version))
+        states = client.fanout(lambda i: client.nodes[i].runtime_state(name, version, kind))
         versions = {s["version"] for s in states}
         if len(versions) != 1:
             raise E.ConfigError(f"nodes disagree on the latest version of {name!r}: {sorted(versions)}")
         version = versions.pop()
         ids = {s["runtime_id"] for s in states}
         if len(ids) == 1 and None not in ids and all(s["state"] == "ready" for s in states):
-            return cls(client, name, version, ids.pop())
+            return cls(client, name, version, ids.pop(), kind=kind)
         rid = secrets.token_hex(12)
         t0 = time.perf_counter()
-        prepared = client.fanout(lambda i: client.nodes[i].runtime_prepare(name, version, rid))
+        prepared = client.fanout(lambda i: client.nodes[i].runtime_prepare(name, version, rid, kind))
         addresses = [p["link_address"] for p in prepared]
-        client.fanout(lambda i: client.nodes[i].runtime_link(name, version, rid, addresses))
-        return cls(client, name, version, rid, time.perf_counter() - t0)
+        client.fanout(lambda i: client.nodes[i].runtime_link(name, version, rid, addresses, kind))
+        return cls(client, name, version, rid, time.perf_counter() - t0, kind)
 
     def compile(self, program: str, params: dict | None = None) -> None:
         """Have every node compile ``program`` now; all must agree on its hash."""
         key = (program, tuple(sorted((params or {}).items())))
         if key in self._compiled:
             return
-        res = self.client.fanout(lambda i: self.client.nodes[i].program_compile(self.name, self.version, program, params))
+        res = self.client.fanout(lambda i: self.client.nodes[i].program_compile(self.name, self.version, program, params, kind=self.kind))
         hashes = {r["sha256"] for r in res}
         if len(hashes) != 1:
             raise E.IntegrityError(f"nodes compiled different executables for {program}; refusing to run")
@@ -77,7 +80,7 @@ class RuntimeRequest:
     def put(self, var: str, x: np.ndarray) -> None:
         rt = self.runtime
         frames = rt.client.sharer.share_frames(np.asarray(x))
-        self._fan(lambda i: rt.client.nodes[i].runtime_put(rt.name, rt.version, rt.runtime_id, self.id, var, frames[i]))
+        self._fan(lambda i: rt.client.nodes[i].runtime_put(rt.name, rt.version, rt.runtime_id, self.id, var, frames[i], kind=rt.kind))
 
     def run(self, program: str, params: dict | None = None, settings: dict | None = None) -> list[dict]:
         """Run ``program`` (compiled for ``params``); ``settings`` are run-time public
@@ -85,18 +88,18 @@ class RuntimeRequest:
         rt = self.runtime
         rt.compile(program, params)
         body = {**(params or {}), **(settings or {})}
-        return self._fan(lambda i: rt.client.nodes[i].runtime_run(rt.name, rt.version, rt.runtime_id, self.id, program, body))
+        return self._fan(lambda i: rt.client.nodes[i].runtime_run(rt.name, rt.version, rt.runtime_id, self.id, program, body, kind=rt.kind))
 
     def reveal(self, var: str) -> np.ndarray:
         """Reconstruct an output here, on the requester's machine."""
         rt = self.runtime
-        shares = self._fan(lambda i: rt.client.nodes[i].runtime_get(rt.name, rt.version, rt.runtime_id, self.id, var))
+        shares = self._fan(lambda i: rt.client.nodes[i].runtime_get(rt.name, rt.version, rt.runtime_id, self.id, var, kind=rt.kind))
         return rt.client.sharer.reveal([SecretShare(s) for s in shares])
 
     def end(self) -> None:
         rt = self.runtime
         try:
-            self._fan(lambda i: rt.client.nodes[i].runtime_end(rt.name, rt.version, rt.runtime_id, self.id))
+            self._fan(lambda i: rt.client.nodes[i].runtime_end(rt.name, rt.version, rt.runtime_id, self.id, kind=rt.kind))
         except E.NotFound:
             pass
 

@@ -235,19 +235,19 @@ class NodeClient:
 
     # ------------------------------------------------------------ models
 
-    def list_models(self) -> list[dict]:
-        return self._request("GET", "/v1/models").json()
+    def list_models(self, kind: str = "model") -> list[dict]:
+        return self._request("GET", f"/v1/{kind}s").json()
 
-    def show_model(self, name: str, version: int | None = None) -> dict:
+    def show_model(self, name: str, version: int | None = None, kind: str = "model") -> dict:
         params = {"version": version} if version is not None else {}
-        return self._request("GET", f"/v1/models/{name}", params=params).json()
+        return self._request("GET", f"/v1/{kind}s/{name}", params=params).json()
 
-    def model_tokenizer(self, name: str, version: int | None = None) -> str:
+    def model_tokenizer(self, name: str, version: int | None = None, kind: str = "model") -> str:
         params = {"version": version} if version is not None else {}
-        return self._request("GET", f"/v1/models/{name}/tokenizer", params=params).text
+        return self._request("GET", f"/v1/{kind}s/{name}/tokenizer", params=params).text
 
-    def begin_upload(self, name: str, body: dict) -> str:
-        return self._request("POST", f"/v1/models/{name}/uploads", json=body).json()["upload_id"]
+    def begin_upload(self, name: str, body: dict, kind: str = "model") -> str:
+        return self._request("POST", f"/v1/{kind}s/{name}/uploads", json=body).json()["upload_id"]
 
     def put_tensor(self, uid: str, tensor: str, parts: list[bytes | memoryview] | bytes | memoryview) -> dict:
         """Stream one share (given as consecutive byte parts) without joining them."""
@@ -273,56 +273,58 @@ class NodeClient:
     def abort_upload(self, uid: str) -> None:
         self._request("DELETE", f"/v1/uploads/{uid}", timeout=60)
 
-    def remove_model(self, name: str, version: int | None = None) -> list[int]:
+    def remove_model(self, name: str, version: int | None = None, kind: str = "model") -> list[int]:
         params = {"version": version} if version is not None else {}
-        return self._request("DELETE", f"/v1/models/{name}", params=params, timeout=300).json()["removed"]
+        return self._request("DELETE", f"/v1/{kind}s/{name}", params=params, timeout=300).json()["removed"]
 
-    def grant(self, name: str, to: str) -> None:
-        self._request("PUT", f"/v1/models/{name}/grants/{to}")
+    def grant(self, name: str, to: str, kind: str = "model", scope: str | None = None) -> None:
+        self._request("PUT", f"/v1/{kind}s/{name}/grants/{to}", params={"scope": scope} if scope else {})
 
-    def revoke(self, name: str, to: str) -> bool:
-        return self._request("DELETE", f"/v1/models/{name}/grants/{to}").json()["revoked"]
+    def revoke(self, name: str, to: str, kind: str = "model") -> bool:
+        return self._request("DELETE", f"/v1/{kind}s/{name}/grants/{to}").json()["revoked"]
 
-    def runtime_state(self, name: str, version: int | None) -> dict:
+    def runtime_state(self, name: str, version: int | None, kind: str = "model") -> dict:
         params = {"version": version} if version is not None else {}
-        return self._request("GET", f"/v1/models/{name}/runtime", params=params).json()
+        return self._request("GET", f"/v1/{kind}s/{name}/runtime", params=params).json()
 
-    def runtime_prepare(self, name: str, version: int, rid: str) -> dict:
-        return self._request("POST", f"/v1/models/{name}/runtime", json={"version": version, "runtime_id": rid}).json()
+    def runtime_prepare(self, name: str, version: int, rid: str, kind: str = "model") -> dict:
+        return self._request("POST", f"/v1/{kind}s/{name}/runtime", json={"version": version, "runtime_id": rid}).json()
 
-    def runtime_link(self, name: str, version: int, rid: str, addresses: list[str]) -> dict:
+    def runtime_link(self, name: str, version: int, rid: str, addresses: list[str], kind: str = "model") -> dict:
         return self._request(
-            "POST", f"/v1/models/{name}/runtime/{rid}/link", json={"version": version, "addresses": addresses}, timeout=None
+            "POST", f"/v1/{kind}s/{name}/runtime/{rid}/link", json={"version": version, "addresses": addresses}, timeout=None
         ).json()
 
-    def runtime_put(self, name: str, version: int, rid: str, request: str, var: str, data: bytes) -> None:
+    def runtime_put(self, name: str, version: int, rid: str, request: str, var: str, data: bytes, kind: str = "model") -> None:
         self._request(
             "PUT",
-            f"/v1/models/{name}/runtime/{rid}/requests/{request}/vars/{var}",
+            f"/v1/{kind}s/{name}/runtime/{rid}/requests/{request}/vars/{var}",
             params={"version": version},
             content=_chunks([data]),
             headers={"Content-Type": "application/octet-stream", "Content-Length": str(len(data)), BODY_HEADER: _sha256([data])},
             timeout=self._size_timeout(len(data)),
         )
 
-    def program_compile(self, name: str, version: int, program: str, params: dict | None = None) -> dict:
+    def program_compile(self, name: str, version: int, program: str, params: dict | None = None, kind: str = "model") -> dict:
         return self._request(
             "POST",
-            f"/v1/models/{name}/programs/compile",
+            f"/v1/{kind}s/{name}/programs/compile",
             json={"version": version, "program": program, "params": params or {}},
             timeout=None,
         ).json()
 
-    def runtime_run(self, name: str, version: int, rid: str, request: str, program: str, params: dict | None = None) -> dict:
+    def runtime_run(
+        self, name: str, version: int, rid: str, request: str, program: str, params: dict | None = None, kind: str = "model"
+    ) -> dict:
         return self._request(
             "POST",
-            f"/v1/models/{name}/runtime/{rid}/requests/{request}/run",
+            f"/v1/{kind}s/{name}/runtime/{rid}/requests/{request}/run",
             json={"version": version, "program": program, "params": params or {}},
             timeout=None,
         ).json()
 
-    def runtime_get(self, name: str, version: int, rid: str, request: str, var: str) -> bytes:
-        return self._request("GET", f"/v1/models/{name}/runtime/{rid}/requests/{request}/vars/{var}", params={"version": version}).content
+    def runtime_get(self, name: str, version: int, rid: str, request: str, var: str, kind: str = "model") -> bytes:
+        return self._request("GET", f"/v1/{kind}s/{name}/runtime/{rid}/requests/{request}/vars/{var}", params={"version": version}).content
 
-    def runtime_end(self, name: str, version: int, rid: str, request: str) -> None:
-        self._request("DELETE", f"/v1/models/{name}/runtime/{rid}/requests/{request}", params={"version": version}, timeout=60)
+    def runtime_end(self, name: str, version: int, rid: str, request: str, kind: str = "model") -> None:
+        self._request("DELETE", f"/v1/{kind}s/{name}/runtime/{rid}/requests/{request}", params={"version": version}, timeout=60)

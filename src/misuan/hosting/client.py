@@ -7,61 +7,31 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import errors as E
+from ..client.assets import grant_asset, list_assets, remove_asset, revoke_asset, show_asset
 from ..client.client import Client
 from ..client.runtime import ModelRuntime
+from .protocol import MODEL
 
 
 def list_models(client: Client) -> list[dict]:
     """Models (and versions) registered on *every* node, as this principal sees them."""
-    per_node = client.fanout(lambda i: client.nodes[i].list_models())
-    keys = [{(m["model"], m["version"]) for m in rows} for rows in per_node]
-    common = set.intersection(*keys) if keys else set()
-    sizes: dict[tuple[str, int], int] = {}
-    for rows in per_node:
-        for m in rows:
-            key = (m["model"], m["version"])
-            sizes[key] = max(sizes.get(key, 0), m.get("share_bytes") or 0)
-    out = [{**m, "share_bytes": sizes[(m["model"], m["version"])]} for m in per_node[0] if (m["model"], m["version"]) in common]
-    partial = sorted(set.union(*keys) - common) if keys else []
-    for full, version in partial:
-        owner, _, name = full.partition("/")
-        out.append({"model": full, "owner": owner, "name": name, "version": version, "state": "incomplete (not on every node)"})
-    return out
+    return list_assets(client, MODEL)
 
 
 def show_model(client: Client, name: str, version: int | None = None) -> dict:
-    name = client.model_ref(name)
-    views = client.fanout(lambda i: client.nodes[i].show_model(name, version))
-    first = views[0]
-    mismatched = [
-        i
-        for i, v in enumerate(views)
-        if v["version"] != first["version"] or [t["commitment"] for t in v["tensors"]] != [t["commitment"] for t in first["tensors"]]
-    ]
-    if mismatched:
-        raise E.IntegrityError(f"nodes {mismatched} hold a different {name}@{first['version']} than node 0")
-    info = {k: v for k, v in first.items() if k != "tensors"}
-    info["tensors"] = [{k: t[k] for k in ("name", "shape", "commitment")} for t in first["tensors"]]
-    info["share_sha256_per_node"] = [[t["share_sha256"] for t in v["tensors"]] for v in views]
-    info["share_bytes_per_node"] = [v["share_bytes"] for v in views]
-    return info
+    return show_asset(client, MODEL, name, version)
 
 
 def remove_model(client: Client, name: str, version: int | None = None) -> list[int]:
-    name = client.model_ref(name)
-    removed = client.fanout(lambda i: client.nodes[i].remove_model(name, version))
-    return sorted(set().union(*map(set, removed)))
+    return remove_asset(client, MODEL, name, version)
 
 
 def grant_model(client: Client, name: str, to: str) -> None:
-    name = client.model_ref(name)
-    client.fanout(lambda i: client.nodes[i].grant(name, to))
+    grant_asset(client, MODEL, name, to)
 
 
 def revoke_model(client: Client, name: str, to: str) -> bool:
-    name = client.model_ref(name)
-    return any(client.fanout(lambda i: client.nodes[i].revoke(name, to)))
+    return revoke_asset(client, MODEL, name, to)
 
 
 def verify_tolerance(shape: tuple[int, ...], fraction_bits: int) -> float:

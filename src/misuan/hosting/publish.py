@@ -18,26 +18,19 @@ from __future__ import annotations
 
 import hashlib
 import json
-import queue
 import secrets
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from .. import errors as E
 from .._fs import atomic_write
 from ..client.client import Client
+from ..client.publish import Progress, next_version, publish_tensors
 from ..models.config import N_PARAMS
-from ..mpc import _aby3
-from ..mpc.shares import encode_share
 from .protocol import MODEL
-
-#: progress(done_bytes, total_bytes, tensor_name)
-Progress = Callable[[int, int, str], None]
 
 
 @dataclass(frozen=True)
@@ -73,16 +66,6 @@ def commitment(salt: bytes, name: str, x: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def next_version(client: Client, name: str) -> int:
-    versions: list[int] = []
-    for i in range(len(client.nodes)):
-        try:
-            versions += client.nodes[i].show_model(name).get("versions", [])
-        except E.NotFound:
-            pass
-    return max(versions, default=0) + 1
-
-
 def _default_receipt(name: str, version: int) -> Path:
     return Path.home() / ".misuan" / "receipts" / f"{name}@{version}.json"  # receipts/<owner>/<name>@<v>.json
 
@@ -105,7 +88,7 @@ def publish_model(
     cfg, params, tokenizer = loaded
     tensors = hosted_tensors(cfg, params)
     load_s = time.perf_counter() - t0
-    version = next_version(client, name)
+    version = next_version(client, name, MODEL)
     salt = secrets.token_bytes(32)
     commits = {n: commitment(salt, n, a) for n, a in tensors}
     config = {**cfg.to_dict(), N_PARAMS: int(sum(a.size for _, a in tensors))}
@@ -116,36 +99,7 @@ def publish_model(
         "tokenizer": tokenizer.to_json(),
         "tensors": [{"name": n, "shape": list(a.shape), "commitment": commits[n]} for n, a in tensors],
     }
-    nodes = client.nodes
-    uids: list[str | None] = [None] * len(nodes)
-
-    def begin(i: int) -> None:
-        uids[i] = nodes[i].begin_upload(name, body)
-
-    committed: list[int] = []
-    try:
-        client.fanout(begin)
-        per_node = _stream(client, uids, tensors, progress)
-        client.fanout(lambda i: nodes[i].prepare_upload(uids[i]))
-
-        def commit(i: int) -> None:
-            nodes[i].commit_upload(uids[i])
-            committed.append(i)
-
-        client.fanout(commit)
-    except BaseException:
-        for i in committed:  # compensate a partial commit round
-            try:
-                nodes[i].remove_model(name, version)
-            except E.MisuanError:
-                pass
-        for i, uid in enumerate(uids):
-            if uid is not None and i not in committed:
-                try:
-                    nodes[i].abort_upload(uid)
-                except E.MisuanError:
-                    pass
-        raise
+    per_node = publish_tensors(client, MODEL, name, body, tensors, progress)
     receipt_path = None
     if receipt:
         receipt_path = receipt if isinstance(receipt, Path) else _default_receipt(name, version)
@@ -162,69 +116,6 @@ def publish_model(
         load_seconds=load_s,
         receipt=receipt_path,
     )
-
-
-def _stream(client: Client, uids: list[str | None], tensors: list[tuple[str, np.ndarray]], progress: Progress | None) -> int:
-    """Share tensor k+1 while tensor k streams to the nodes (two buffer slots)."""
-    mpc = client.cluster.mpc
-    fast = mpc.protocol == "ABY3" and mpc.field == "FM64" and client.cluster.world_size == 3
-    slots = [_aby3.CompressedSharer(mpc.fxp_fraction_bits) for _ in range(2)] if fast else [None, None]
-    free = [threading.Semaphore(1), threading.Semaphore(1)]
-    q: queue.Queue = queue.Queue(maxsize=1)
-    stop = threading.Event()
-    values = sum(a.size for _, a in tensors)
-    total = values * (16 if fast else 8 * len(client.nodes))
-
-    def share(slot: int, arr: np.ndarray):
-        if slots[slot] is not None and arr.size >= 4096:
-            return slots[slot].parts(arr)  # seeds replace two of three summands
-        return [[encode_share(s)] for s in client.sharer._io.make_shares(np.ascontiguousarray(arr), _secret())]
-
-    def producer() -> None:
-        try:
-            for k, (tname, arr) in enumerate(tensors):
-                slot = k % 2
-                while not free[slot].acquire(timeout=0.5):
-                    if stop.is_set():
-                        return
-                if stop.is_set():
-                    return
-                q.put((tname, share(slot, arr), slot))
-            q.put(None)
-        except BaseException as exc:  # hand the failure to the consumer
-            q.put(exc)
-
-    th = threading.Thread(target=producer, daemon=True, name="misuan-share")
-    th.start()
-    done = 0
-    per_node = 0
-    try:
-        while True:
-            item = q.get()
-            if item is None:
-                break
-            if isinstance(item, BaseException):
-                raise item
-            tname, frames, slot = item
-            client.fanout(lambda i: client.nodes[i].put_tensor(uids[i], tname, frames[i]))
-            sizes = [sum(len(p) for p in f) for f in frames]
-            per_node += max(sizes)
-            done += sum(sizes)
-            free[slot].release()
-            if progress is not None:
-                progress(done, total, tname)
-    finally:
-        stop.set()
-        for s in free:
-            s.release()
-        th.join(timeout=10)
-    return per_node
-
-
-def _secret():
-    from spu import libspu
-
-    return libspu.Visibility.VIS_SECRET
 
 
 def load_receipt(path: str | Path) -> dict:

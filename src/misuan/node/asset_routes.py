@@ -68,9 +68,9 @@ def asset_router(reg: AssetRegistry, rts: Runtimes, deps: RouteDeps) -> APIRoute
         return {"removed": removed}
 
     @r.put(f"{base}/{{owner}}/{{name}}/grants/{{to}}")
-    def grant(to: str, who: str = Depends(deps.principal), name: str = Depends(ref)):
-        reg.grant(who, name, to)
-        return {"granted": to}
+    def grant(to: str, scope: str | None = None, who: str = Depends(deps.principal), name: str = Depends(ref)):
+        reg.grant(who, name, to, scope)
+        return {"granted": to, "scope": scope or "all"}
 
     @r.delete(f"{base}/{{owner}}/{{name}}/grants/{{to}}")
     def revoke(to: str, who: str = Depends(deps.principal), name: str = Depends(ref)):

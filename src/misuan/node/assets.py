@@ -131,13 +131,16 @@ class AssetRegistry:
         )
         return rows[0][0] if rows else None
 
-    def can_use(self, principal: str, name: str) -> bool:
+    def can_use(self, principal: str, name: str, scope: str | None = None) -> bool:
+        """Whether ``principal`` owns ``name`` or holds a grant on it; with ``scope``, a
+        grant for that use (or for every use)."""
         owner = self.owner(name)
         if owner is None:
             return False
         if principal == owner:
             return True
-        return bool(self.db.query("SELECT 1 FROM grants WHERE asset=? AND principal=?", (name, principal)))
+        rows = self.db.query("SELECT scope FROM grants WHERE asset=? AND principal=?", (name, principal))
+        return bool(rows) and (scope is None or rows[0][0] in ("", scope))
 
     def _visible(self, principal: str, name: str) -> None:
         if not self.can_use(principal, name) and principal != ADMIN:
@@ -350,7 +353,9 @@ class AssetRegistry:
             "tensors": tensors,
         }
         if principal == owner:
-            info["grants"] = [r[0] for r in self.db.query("SELECT principal FROM grants WHERE asset=? ORDER BY principal", (name,))]
+            grants = self.db.query("SELECT principal, scope FROM grants WHERE asset=? ORDER BY principal", (name,))
+            info["grants"] = [p for p, _ in grants]
+            info["grant_scopes"] = {p: scope or "all" for p, scope in grants}
         return info
 
     def tokenizer(self, principal: str, name: str, version: int | None = None) -> str:
@@ -391,15 +396,20 @@ class AssetRegistry:
             self.store.delete_tree(f"{self.k}s/{name}")
         return versions
 
-    def grant(self, principal: str, name: str, to: str) -> None:
+    def grant(self, principal: str, name: str, to: str, scope: str | None = None) -> None:
+        """Let ``to`` use ``name``: for every use, or (``scope``) for one of the kind's
+        grant scopes only; a new grant replaces the old one."""
         from .auth import check_principal
 
         check_asset_name(name, self.k)
         check_principal(to)
+        if scope is not None and scope not in self.kind.scopes:
+            raise InvalidInput(f"{self.k} grant scopes are {', '.join(self.kind.scopes) or 'none'}; got {scope!r}")
         self._require_owner(principal, name)
         with self.db.tx() as conn:
-            conn.execute("INSERT OR IGNORE INTO grants VALUES (?,?,?,?)", (name, to, principal, time.time()))
-        self.audit.append(f"{self.k}.grant", asset=name, requester=principal, detail={"to": to})
+            conn.execute("INSERT OR REPLACE INTO grants VALUES (?,?,?,?,?)", (name, to, principal, time.time(), scope or ""))
+        detail = {"to": to, **({"scope": scope} if scope else {})}
+        self.audit.append(f"{self.k}.grant", asset=name, requester=principal, detail=detail)
 
     def revoke(self, principal: str, name: str, to: str) -> bool:
         check_asset_name(name, self.k)

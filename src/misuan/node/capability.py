@@ -123,6 +123,10 @@ class ProgramDef:
     check_failed: str = "request inputs failed the program's check"
     #: the program whose run must come first in a request (it writes the carried inputs)
     follows: str | None = None
+    #: the asset kind whose runtimes run it
+    asset_kind: str = "model"
+    #: the grant scope a grantee needs to run it (None: any grant)
+    scope: str | None = None
 
     def split(self, params: dict) -> tuple[dict, dict]:
         """``params`` -> (compile-time parameters, run-time settings), both checked."""
@@ -144,6 +148,8 @@ class AssetKind:
     name: str
     #: (architecture, public config) -> None, or raise InvalidInput
     validate: Callable[[str, dict], None]
+    #: the uses a grant may be limited to (``ProgramDef.scope``); none: grants are whole
+    scopes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -104,6 +104,7 @@ CREATE TABLE IF NOT EXISTS grants (
     principal TEXT NOT NULL,
     granted_by TEXT NOT NULL,
     created REAL NOT NULL,
+    scope TEXT NOT NULL DEFAULT '',
     PRIMARY KEY (asset, principal)
 );
 """
@@ -114,6 +115,9 @@ def _add_columns(conn: sqlite3.Connection) -> None:
     cols = {r[1] for r in conn.execute("PRAGMA table_info(assets)").fetchall()}
     if "asset_kind" not in cols:  # one asset registry for every kind; the rows so far are models
         conn.execute("ALTER TABLE assets ADD COLUMN asset_kind TEXT NOT NULL DEFAULT 'model'")
+    cols = {r[1] for r in conn.execute("PRAGMA table_info(grants)").fetchall()}
+    if "scope" not in cols:  # grants limited to one use of an asset ('' = every use); the rows so far are full grants
+        conn.execute("ALTER TABLE grants ADD COLUMN scope TEXT NOT NULL DEFAULT ''")
 
 
 class Database:

@@ -297,11 +297,13 @@ class Runtimes:
         rt = self._get(name, version, rid)
         if rt.state != "ready":
             raise Conflict(f"runtime is {rt.state}")
-        pdef = self.capabilities.program(program)
+        pdef = self._program_def(program)
         params, settings = pdef.split(params)
         np_ = self._program(name, version, pdef, params)
         if np_.who == "owner" and self.registry.owner(name) != principal:
             raise PermissionDenied(f"only the owner of {name!r} may run {program!r}")
+        if not self.registry.can_use(principal, name, pdef.scope):
+            raise PermissionDenied(f"your grant on {name!r} does not cover {program!r} (needs a {pdef.scope!r} grant)")
         self._request(rt, principal, request, create=not np_.client_inputs and not np_.carried_inputs)
         state = rt.states.setdefault(request, RequestState())
         RS.check_sources(np_, state, self.registry.storage_type, first=pdef.follows or program)
@@ -338,9 +340,15 @@ class Runtimes:
         """Build and compile a program ahead of running it (so parties start runs together)."""
         self._allowed(principal, name)
         t0 = time.perf_counter()
-        pdef = self.capabilities.program(program)
+        pdef = self._program_def(program)
         np_ = self._program(name, version, pdef, pdef.split(params)[0])
         return {"sha256": np_.program.sha256, "seconds": time.perf_counter() - t0}
+
+    def _program_def(self, program: str) -> ProgramDef:
+        pdef = self.capabilities.program(program)
+        if pdef.asset_kind != self.kind:
+            raise InvalidInput(f"program {program!r} runs on a {pdef.asset_kind}, not on a {self.kind}")
+        return pdef
 
     def _program(self, name: str, version: int, pdef: ProgramDef, params: dict) -> NodeProgram:
         """Build (or find) ``pdef`` compiled for this asset: from memory, from the disk

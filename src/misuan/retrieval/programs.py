@@ -1,0 +1,44 @@
+"""The node programs of encrypted retrieval: ``kb.search``.
+
+The builder checks the KB's stored tensors against its public config and compiles
+:func:`.specs.search_spec` for the requested ``k``; what the requester may read back
+is the KB owner's policy (``config["reveal"]``), fixed in the compiled program.
+"""
+
+from __future__ import annotations
+
+from ..errors import InvalidInput
+from ..node.capability import NodeProgram, ProgramDef, TensorSpecs
+from ..node.programs import compile_spec
+from . import protocol as P
+
+
+def kb_shapes(config: dict) -> dict[str, tuple[int, ...]]:
+    """The stored tensors of a KB, from its public config."""
+    n, d, c = config["n_chunks"], config["dim"], config["chunk_tokens"]
+    return {P.EMB: (n, d), P.HI: (n, c), P.LO: (n, c)}
+
+
+KB_DTYPES = {P.EMB: "float32", P.HI: "int32", P.LO: "int32"}
+
+
+def check_k(params: dict, n_chunks: int) -> int:
+    k = params.get(P.PARAM_K)
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= min(P.MAX_K, n_chunks):
+        raise InvalidInput(f"parameter {P.PARAM_K!r} must be an integer in 1..{min(P.MAX_K, n_chunks)}")
+    return k
+
+
+def build_search(specs: TensorSpecs, config: dict, params: dict) -> NodeProgram:
+    from .specs import search_spec
+
+    shapes = kb_shapes(config)
+    if dict(specs) != shapes:
+        raise InvalidInput("the KB's tensors do not match its config")
+    k = check_k(params, config["n_chunks"])
+    n, d = shapes[P.EMB]
+    spec = search_spec(n, d, config["chunk_tokens"], k, config["vocab_size"], config["reveal"])
+    return compile_spec(f"{P.SEARCH}.k{k}", spec, shapes, list(P.TENSORS), weight_dtypes=KB_DTYPES)
+
+
+PROGRAMS = (ProgramDef(P.SEARCH, frozenset({P.PARAM_K}), build_search, uploads=P.CLIENT_INPUTS, asset_kind=P.KB, scope=P.SCOPE_SEARCH),)
