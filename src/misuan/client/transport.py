@@ -328,3 +328,7 @@ class NodeClient:
 
     def runtime_end(self, name: str, version: int, rid: str, request: str, kind: str = "model") -> None:
         self._request("DELETE", f"/v1/{kind}s/{name}/runtime/{rid}/requests/{request}", params={"version": version}, timeout=60)
+
+    def runtime_handover(self, source: dict, target: dict, names: list[str]) -> dict:
+        """Move this node's shares of exported request outputs between two runtimes (inside the node)."""
+        return self._request("POST", "/v1/runtimes/handover", json={"source": source, "target": target, "vars": names}, timeout=120).json()

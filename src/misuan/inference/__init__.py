@@ -16,6 +16,8 @@ _EXPORTS = {
     "ModelInfo": ".backend",
     "Usage": ".backend",
     "SecureModel": ".secure",
+    "Prefill": ".secure",
+    "stream_tokens": ".secure",
     # the resident layout of a model, for other capabilities' programs over it
     "is_stacked": ".layout",
     "llama_config": ".layout",

@@ -46,6 +46,24 @@ def build_prefill(specs: TensorSpecs, config: dict, params: dict) -> NodeProgram
     return compile_spec(f"{P.PREFILL}.T{T}.S{S}", spec, resident_shapes(cfg), program_weight_names(cfg))
 
 
+def build_context_prefill(specs: TensorSpecs, config: dict, params: dict) -> NodeProgram:
+    from .specs import context_prefill_spec, program_weight_names, resident_shapes
+
+    cfg = llama_config(config)
+    T = int_param(params, P.PARAM_T, P.PROMPT_BUCKETS)
+    S = int_param(params, P.PARAM_S, P.CACHE_BUCKETS)
+    K = int_param(params, P.PARAM_K, tuple(range(1, P.MAX_CONTEXT_CHUNKS + 1)))
+    C = int_param(params, P.PARAM_C, tuple(range(1, T)))
+    A = int_param(params, P.PARAM_A, tuple(range(0, T)))
+    if not T < S <= _context(cfg):
+        raise InvalidInput(f"need T < S <= the model's context ({cfg.max_seq_len})")
+    if A + K * C >= T:
+        raise InvalidInput(f"the context window ({K} x {C} tokens from slot {A}) must end before the prompt's last slot ({T - 1})")
+    spec = context_prefill_spec(cfg, T, S, K, C, A)
+    name = f"{P.CONTEXT_PREFILL}.T{T}.S{S}.K{K}.C{C}.A{A}"
+    return compile_spec(name, spec, resident_shapes(cfg), program_weight_names(cfg))
+
+
 def build_decode(specs: TensorSpecs, config: dict, params: dict) -> NodeProgram:
     from .specs import decode_spec, program_weight_names, resident_shapes
 
@@ -136,6 +154,18 @@ PROGRAMS = (
         after_run=after_prefill,
         uploads=P.CLIENT_INPUTS,
         check_failed="each prompt row must be one token",
+    ),
+    ProgramDef(
+        P.CONTEXT_PREFILL,
+        frozenset({P.PARAM_T, P.PARAM_S, P.PARAM_K, P.PARAM_C, P.PARAM_A}),
+        build_context_prefill,
+        settings=frozenset(P.SAMPLING_KEYS),
+        check_settings=check_sampling,
+        node_values=prefill_values,
+        after_run=after_prefill,
+        uploads=P.CLIENT_INPUTS,
+        imports=(P.CTX_HI, P.CTX_LO),
+        check_failed="each prompt row must be one token, the context window empty",
     ),
     ProgramDef(P.DECODE, frozenset({P.PARAM_S}), build_decode, node_values=decode_values, after_run=after_decode, follows=P.PREFILL),
 )

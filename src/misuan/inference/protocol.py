@@ -11,6 +11,8 @@ from __future__ import annotations
 #: programs a grantee runs in a model's resident runtime
 PREFILL = "llama.prefill"
 DECODE = "llama.decode"
+#: prefill with a context window the nodes fill from a knowledge base (RAG)
+CONTEXT_PREFILL = "llama.prefill_context"
 #: load-time programs (weights in, weights out; never run by a client)
 HEAD = "llama.head"
 STACK = "llama.stack"
@@ -22,13 +24,19 @@ CLIENT_INPUTS: tuple[str, ...] = (PROMPT_HI, PROMPT_LO)
 GUMBEL, COS, SIN = "gumbel", "cos", "sin"
 #: carried between runs of one request (outputs of the previous step)
 TOKEN, KEYS, VALUES, MASK = "tok", "k", "v", "mask"
+#: carried into a context prefill: K chunks of C token digits, imported from a
+#: knowledge base's search in another runtime on the same node (never uploaded)
+CTX_HI, CTX_LO = "ctx_hi", "ctx_lo"
 #: the sampled token id: the only output a requester may read
 TOKEN_ID = "id"
 #: prefill's check: every prompt row is one token (revealed among the nodes only)
 PROMPT_OK = "ok"
 
-#: compile-time parameters: prompt bucket T, cache bucket S
+#: compile-time parameters: prompt bucket T, cache bucket S; a context window of K
+#: chunks of C tokens starting at slot A
 PARAM_T, PARAM_S = "T", "S"
+PARAM_K, PARAM_C, PARAM_A = "K", "C", "A"
+MAX_CONTEXT_CHUNKS = 16
 #: run-time settings of the prefill (not part of the compiled program)
 SEED, TEMPERATURE = "seed", "temperature"
 SAMPLING_KEYS: tuple[str, ...] = (SEED, TEMPERATURE)

@@ -20,17 +20,33 @@ not the logits.
 from __future__ import annotations
 
 import time
-from typing import Iterator
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+import numpy as np
 
 from .. import errors as E
 from ..client.client import Client
-from ..client.runtime import ModelRuntime
+from ..client.runtime import ModelRuntime, RuntimeRequest
 from ..models.config import LlamaConfig
 from ..models.tokenizer import StreamDecoder, Tokenizer
 from ..secure.onehot import token_digits
 from . import protocol as P
 from .backend import ChatStream, GenerationParams, GenerationStats, ModelInfo
 from .protocol import CACHE_BUCKETS, PROMPT_BUCKETS, bucket
+
+
+@dataclass(frozen=True)
+class Prefill:
+    """How a request's prompt reaches the nodes: the prefill program and its
+    parameters, the prompt's digit one-hots the client uploads (secret), and what
+    runs first in the request (e.g. handing over a context from a knowledge base)."""
+
+    program: str
+    params: dict
+    hi: np.ndarray = field(repr=False)
+    lo: np.ndarray = field(repr=False)
+    before: Callable[[RuntimeRequest], None] | None = None
 
 
 class SecureModel:
@@ -69,23 +85,35 @@ class SecureModel:
         params.check(secure=True)
         if not prompt_ids:
             raise E.InvalidInput("empty prompt")
+        T, S = self.buckets(len(prompt_ids), params.max_tokens)
+        self.check_ids(prompt_ids)
+        hi, lo = token_digits(prompt_ids, T, self.config.vocab_size)
+        return self.generate_from(Prefill(P.PREFILL, {P.PARAM_T: T, P.PARAM_S: S}, hi, lo), len(prompt_ids), params, stats)
+
+    def check_ids(self, ids: list[int]) -> None:
+        V = self.config.vocab_size
+        if any(not isinstance(t, int) or not 0 <= t < V for t in ids):
+            raise E.InvalidInput(f"prompt token ids must be integers in [0, {V})")
+
+    def generate_from(
+        self, prefill: "Prefill", n_prompt: int, params: GenerationParams, stats: GenerationStats | None = None
+    ) -> Iterator[int]:
+        """Run ``prefill`` in a new request, then decode: yield token ids as they come."""
+        params.check(secure=True)
         stats = stats if stats is not None else GenerationStats()
         stats.runtime_ready_s = self.ready_s
-        V = self.config.vocab_size
-        n = len(prompt_ids)
-        T, S = self.buckets(n, params.max_tokens)
-        stats.prompt_tokens, stats.prompt_bucket, stats.cache_bucket = n, T, S
-        if any(not isinstance(t, int) or not 0 <= t < V for t in prompt_ids):
-            raise E.InvalidInput(f"prompt token ids must be integers in [0, {V})")
+        T, S = prefill.params[P.PARAM_T], prefill.params[P.PARAM_S]
+        stats.prompt_tokens, stats.prompt_bucket, stats.cache_bucket = n_prompt, T, S
         sampling = {P.SEED: params.resolved_seed(), P.TEMPERATURE: float(params.temperature)}
         eos = set(self.tokenizer.eos_ids)
 
         with self.runtime.request() as req:
             t0 = time.perf_counter()
-            hi, lo = token_digits(prompt_ids, T, V)
-            req.put(P.PROMPT_HI, hi)
-            req.put(P.PROMPT_LO, lo)
-            res = req.run(P.PREFILL, {P.PARAM_T: T, P.PARAM_S: S}, sampling)
+            if prefill.before is not None:
+                prefill.before(req)
+            req.put(P.PROMPT_HI, prefill.hi)
+            req.put(P.PROMPT_LO, prefill.lo)
+            res = req.run(prefill.program, prefill.params, sampling)
             tok = int(round(float(req.reveal(P.TOKEN_ID)[0])))
             stats.prefill_s = time.perf_counter() - t0
             stats.prefill_bytes = sum(r.get("send_bytes", 0) for r in res)
@@ -155,10 +183,16 @@ def prompt_ids(tokenizer: Tokenizer, messages: list[dict], raw: bool = False) ->
 
 def stream_text(model, ids: list[int], params: GenerationParams, stats: GenerationStats | None) -> Iterator[tuple[int, str]]:
     """Token ids -> (id, text piece) with incremental UTF-8-safe decoding and stop strings."""
-    tokenizer = model.tokenizer
+    return stream_tokens(model.tokenizer, model.generate_ids(ids, params, stats), params, stats)
+
+
+def stream_tokens(
+    tokenizer: Tokenizer, gen: Iterator[int], params: GenerationParams, stats: GenerationStats | None
+) -> Iterator[tuple[int, str]]:
+    """Generated ids -> (id, text piece): incremental UTF-8-safe decoding, stop strings,
+    and (fixed length) the rest of the run consumed so the answer length stays hidden."""
     dec = StreamDecoder(tokenizer, stop_strings=tuple(params.stop) + tuple(tokenizer.stop_strings))
     eos = set(tokenizer.eos_ids)
-    gen = model.generate_ids(ids, params, stats)
     try:
         for tok in gen:
             if tok in eos:

@@ -56,7 +56,7 @@ from ..models.config import LlamaConfig
 from ..models.llama import KVCache, LlamaOps, block, rope_tables
 from ..node.programs import Input, ProgramSpec
 from ..secure import ops as secure_ops
-from ..secure.onehot import digit_base, onehot_rows, prefill_mask
+from ..secure.onehot import context_onehot_rows, digit_base, onehot_rows, prefill_mask
 from ..secure.sampling import argmax_onehot
 from . import protocol as P
 
@@ -237,37 +237,73 @@ def _token_id(onehot: jax.Array) -> jax.Array:
     return onehot @ jnp.arange(onehot.shape[-1], dtype=jnp.float32)
 
 
+def _prefill_from_rows(ops: LlamaOps, cfg: LlamaConfig, w: dict, rows, real, gumbel, T: int, S: int):
+    """Prompt rows (T, V) + real (T,) -> (token one-hot, token id, k, v, decode mask)."""
+    L, KV, hd = cfg.n_layers, cfg.n_kv_heads, cfg.head_dim
+    x = _embed_rows(cfg, w, rows.astype(jnp.float32))  # (T, D) secret
+    mask = prefill_mask(real)  # (T, T) secret 0/1
+    cos, sin = rope_tables(cfg, jnp.arange(T))  # (T, hd) public constants
+    cache = KVCache(jnp.zeros((L, KV, T, hd), jnp.float32), jnp.zeros((L, KV, T, hd), jnp.float32))
+    h, cache = _forward_stacked(ops, cfg, w, x, cos, sin, mask, cache, 0)  # h (T, D)
+    logits = _logits(ops, cfg, w, h[T - 1 :])  # (1, V) secret, last real token
+    tok = argmax_onehot(logits + gumbel[None, :])  # (1, V) secret one-hot; gumbel public
+    pad = jnp.zeros((L, KV, S - T, hd), jnp.float32)
+    k = jnp.concatenate([pad, cache.k], axis=2)  # (L, KV, S, hd) right-aligned
+    v = jnp.concatenate([pad, cache.v], axis=2)  # (L, KV, S, hd)
+    dmask = jnp.concatenate([jnp.zeros((S - T,), jnp.float32), real.astype(jnp.float32)])[None, :]  # (1, S) secret
+    return tok, _token_id(tok), k, v, dmask
+
+
+PREFILL_OUTPUTS = (P.TOKEN, P.TOKEN_ID, P.KEYS, P.VALUES, P.MASK, P.PROMPT_OK)
+
+
 def prefill_spec(cfg: LlamaConfig, T: int, S: int, ops: LlamaOps | None = None) -> ProgramSpec:
     """Prompt (T slots, right-aligned) -> first sampled token + a right-aligned S-slot cache."""
     ops = ops or secure_ops_for_llama()
     names = program_weight_names(cfg)
-    V, L, KV, hd = cfg.vocab_size, cfg.n_layers, cfg.n_kv_heads, cfg.head_dim
+    V = cfg.vocab_size
     n_hi, base = digit_base(V)
 
     def prefill(*args):
         w = dict(zip(names, args[: len(names)]))
         hi, lo, gumbel = args[len(names) :]
         rows, real, ok = onehot_rows(hi, lo, V)  # (T, V) int, (T,) int, () bool; secret
-        x = _embed_rows(cfg, w, rows.astype(jnp.float32))  # (T, D) secret
-        mask = prefill_mask(real)  # (T, T) secret 0/1
-        cos, sin = rope_tables(cfg, jnp.arange(T))  # (T, hd) public constants
-        cache = KVCache(jnp.zeros((L, KV, T, hd), jnp.float32), jnp.zeros((L, KV, T, hd), jnp.float32))
-        h, cache = _forward_stacked(ops, cfg, w, x, cos, sin, mask, cache, 0)  # h (T, D)
-        logits = _logits(ops, cfg, w, h[T - 1 :])  # (1, V) secret, last real token
-        tok = argmax_onehot(logits + gumbel[None, :])  # (1, V) secret one-hot; gumbel public
-        pad = jnp.zeros((L, KV, S - T, hd), jnp.float32)
-        k = jnp.concatenate([pad, cache.k], axis=2)  # (L, KV, S, hd) right-aligned
-        v = jnp.concatenate([pad, cache.v], axis=2)  # (L, KV, S, hd)
-        dmask = jnp.concatenate([jnp.zeros((S - T,), jnp.float32), real.astype(jnp.float32)])[None, :]  # (1, S) secret
-        return tok, _token_id(tok), k, v, dmask, ok
+        return (*_prefill_from_rows(ops, cfg, w, rows, real, gumbel, T, S), ok)
 
     inputs = (
         Input(P.PROMPT_HI, (T, n_hi), "client", "int32"),
         Input(P.PROMPT_LO, (T, base), "client", "int32"),
         Input(P.GUMBEL, (V,), "node"),
     )
-    outputs = (P.TOKEN, P.TOKEN_ID, P.KEYS, P.VALUES, P.MASK, P.PROMPT_OK)
-    return ProgramSpec(prefill, inputs, outputs, (P.TOKEN_ID,), check=P.PROMPT_OK)
+    return ProgramSpec(prefill, inputs, PREFILL_OUTPUTS, (P.TOKEN_ID,), check=P.PROMPT_OK)
+
+
+def context_prefill_spec(cfg: LlamaConfig, T: int, S: int, K: int, C: int, start: int, ops: LlamaOps | None = None) -> ProgramSpec:
+    """:func:`prefill_spec` with a context window filled on the nodes: ``K`` chunks of
+    ``C`` token digits (``P.CTX_HI``/``P.CTX_LO``, carried: imported from a knowledge
+    base's search, never uploaded) at the public slots ``[start, start + K C)`` of the
+    client's prompt. Decode continues as after any prefill."""
+    ops = ops or secure_ops_for_llama()
+    names = program_weight_names(cfg)
+    V = cfg.vocab_size
+    n_hi, base = digit_base(V)
+    if not 0 <= start and start + K * C < T:
+        raise ValueError("the context window must end before the prompt's last slot")
+
+    def prefill(*args):
+        w = dict(zip(names, args[: len(names)]))
+        hi, lo, chi, clo, gumbel = args[len(names) :]
+        rows, real, ok = context_onehot_rows(hi, lo, chi, clo, V, start)  # (T, V), (T,), (); secret
+        return (*_prefill_from_rows(ops, cfg, w, rows, real, gumbel, T, S), ok)
+
+    inputs = (
+        Input(P.PROMPT_HI, (T, n_hi), "client", "int32"),
+        Input(P.PROMPT_LO, (T, base), "client", "int32"),
+        Input(P.CTX_HI, (K, C), "carried", "int32"),
+        Input(P.CTX_LO, (K, C), "carried", "int32"),
+        Input(P.GUMBEL, (V,), "node"),
+    )
+    return ProgramSpec(prefill, inputs, PREFILL_OUTPUTS, (P.TOKEN_ID,), check=P.PROMPT_OK)
 
 
 def decode_spec(cfg: LlamaConfig, S: int, ops: LlamaOps | None = None) -> ProgramSpec:

@@ -14,13 +14,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from ..errors import AuthError, InvalidInput, MisuanError
+from ..errors import AuthError, InvalidInput, MisuanError, NotFound
 from ..identity import BODY_HEADER, SCHEME
 from . import auth
 from . import schemas as S
 from .asset_routes import RouteDeps, asset_router, uploads_router
+from .assets import check_asset_name
 from .auth import BodyHash
 from .reveal import reveal_declared_output
+from .runtimes import hand_over
 from .service import NodeService
 from .witness import ReceiptMiddleware
 
@@ -179,6 +181,16 @@ def create_app(service: NodeService) -> FastAPI:
         mount(asset_router(reg, service.runtimes[kind], deps))
     if service.assets:
         mount(uploads_router(service.assets, deps))
+
+    @app.post("/v1/runtimes/handover")
+    def runtime_handover(req: S.HandOver, who: str = Depends(principal)):
+        rts = service.runtimes
+        if req.source.kind not in rts or req.target.kind not in rts:
+            raise NotFound("unknown asset kind")
+        check_asset_name(req.source.name, req.source.kind)
+        check_asset_name(req.target.name, req.target.kind)
+        hand_over(rts[req.source.kind], rts[req.target.kind], who, req.source.model_dump(), req.target.model_dump(), req.vars)
+        return {"handed_over": req.vars}
 
     @app.get("/v1/runtimes/{rid}/alive")
     def runtime_alive(rid: str):

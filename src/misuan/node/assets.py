@@ -364,6 +364,11 @@ class AssetRegistry:
         version = self.resolve_version(name, version)
         return self.db.query("SELECT value FROM public_blobs WHERE asset=? AND version=? AND key='tokenizer'", (name, version))[0][0]
 
+    def public_tokenizer(self, name: str, version: int) -> str | None:
+        """The tokenizer JSON published with an asset version (None: no such version)."""
+        rows = self.db.query("SELECT value FROM public_blobs WHERE asset=? AND version=? AND key='tokenizer'", (name, version))
+        return rows[0][0] if rows else None
+
     def tensor_specs(self, name: str, version: int) -> list[tuple[str, tuple[int, ...]]]:
         return [
             (n, tuple(json.loads(s)))

@@ -64,6 +64,8 @@ class NodeProgram:
     #: (short name, shape, dtype) of each client input: an upload that does not match
     #: is refused before the run (a malformed share would fail the runtime for everyone)
     client_specs: tuple[tuple[str, tuple[int, ...], str], ...] = ()
+    #: (short name, shape, dtype) of each carried input (checked when one was imported)
+    carried_specs: tuple[tuple[str, tuple[int, ...], str], ...] = ()
 
     @property
     def carried_inputs(self) -> tuple[str, ...]:
@@ -81,6 +83,10 @@ class RequestState:
     uploads: dict[str, tuple[int, tuple[int, ...], int, str]] = field(default_factory=dict)
     #: the capability's own per-request values (public: positions, seeds, steps)
     values: dict[str, Any] = field(default_factory=dict)
+    #: outputs of this request another runtime's request of the same principal may import
+    exportable: set[str] = field(default_factory=set)
+    #: variables imported from another runtime -> (dtype code, shape) of the share
+    imported: dict[str, tuple[int, tuple[int, ...]]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -127,6 +133,11 @@ class ProgramDef:
     asset_kind: str = "model"
     #: the grant scope a grantee needs to run it (None: any grant)
     scope: str | None = None
+    #: outputs a request of the same principal in another runtime on this node may
+    #: import (the share moves inside the node, never to a client)
+    exports: tuple[str, ...] = ()
+    #: carried inputs that may be imported from another runtime's exports
+    imports: tuple[str, ...] = ()
 
     def split(self, params: dict) -> tuple[dict, dict]:
         """``params`` -> (compile-time parameters, run-time settings), both checked."""
@@ -257,6 +268,10 @@ class Capabilities:
             if kind in cap.load_plans:
                 return cap.load_plans[kind]
         return load_everything
+
+    def importable(self, kind: str) -> frozenset[str]:
+        """Every input name a request in a runtime of ``kind`` may import."""
+        return frozenset(i for cap in self.items for p in cap.programs if p.asset_kind == kind for i in p.imports)
 
     def uploadable(self) -> frozenset[str]:
         """Every input name a client may upload to some registered program."""

@@ -87,6 +87,7 @@ def compile_spec(
         node_inputs=tuple((i.name, i.shape) for i in spec.inputs if i.source == "node"),
         check=spec.check,
         client_specs=tuple((i.name, tuple(i.shape), i.dtype) for i in spec.inputs if i.source == "client"),
+        carried_specs=tuple((i.name, tuple(i.shape), i.dtype) for i in spec.inputs if i.source == "carried"),
     )
 
 

@@ -50,3 +50,7 @@ def check_sources(prog: NodeProgram, state: RequestState, storage: str, first: s
     for name in prog.carried_inputs:
         if state.origin.get(name) != "node":
             raise InvalidInput(f"request input {name!r} must come from an earlier step of this request (run {first} first)")
+    for name, shape, dtype in prog.carried_specs:
+        got = state.imported.get(name)
+        if got is not None and got != (DTYPE_CODES.get(dtype, -1), tuple(shape)):
+            raise InvalidInput(f"imported input {name!r} must be a {dtype} share of shape {tuple(shape)}")

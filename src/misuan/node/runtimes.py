@@ -331,6 +331,7 @@ class Runtimes:
             raise InvalidInput(f"{program}: request inputs failed the check {np_.check!r} ({pdef.check_failed}); request dropped")
         if pdef.after_run is not None:
             pdef.after_run(ctx, step)
+        state.exportable.update(pdef.exports)
         for out in np_.revealable:
             rt.session.readable.add(P.request_var(request, out))  # declared: reveal.py may return it
         self.audit.append(op, asset=asset, requester=principal, detail=detail)
@@ -383,6 +384,43 @@ class Runtimes:
         rt.states.pop(request, None)
         self.audit.append(f"{self.kind}.request.end", asset=self._asset(rt.assets), requester=principal, detail={"request": request})
 
+    # ------------------------------------------------------------ hand-over between runtimes
+
+    def unsafe_export_share(self, principal: str, name: str, version: int, rid: str, request: str, var: str) -> bytes:
+        """This node's share of an output its program declared exportable, for a
+        request of the same principal in another runtime on this node
+        (:func:`hand_over`); never returned to a client."""
+        self._allowed(principal, name)
+        rt = self._get(name, version, rid)
+        self._request(rt, principal, request)
+        state = rt.states.get(request)
+        if state is None or var not in state.exportable:
+            raise InvalidInput(f"{var!r} is not an output this request may hand over")
+        return self.sessions.unsafe_read_share(rt.session, P.request_var(request, var))
+
+    def import_share(self, principal: str, name: str, version: int, rid: str, request: str, var: str, data: bytes, source: str) -> None:
+        """Set a request's carried input ``var`` from another runtime's exported share."""
+        self._allowed(principal, name)
+        rt = self._get(name, version, rid)
+        if rt.state != "ready":
+            raise Conflict(f"runtime is {rt.state}")
+        if var not in self.capabilities.importable(self.kind):
+            raise InvalidInput(f"{var!r} is not an input a {self.kind} request may import")
+        if rt.requests.get(request, principal) != principal:
+            raise NotFound("unknown request")
+        dtype, shape, _vis, _storage = RS.upload_meta(data)
+        self._request(rt, principal, request, create=True)
+        self.sessions.set_var(rt.session, P.request_var(request, var), data)
+        state = rt.states.setdefault(request, RequestState())
+        state.origin[var], state.imported[var] = "node", (dtype, shape)
+        state.uploads.pop(var, None)
+        self.audit.append(
+            f"{self.kind}.request.import",
+            asset=self._asset(rt.assets),
+            requester=principal,
+            detail={"request": request, "var": var, "from": source},
+        )
+
     # ------------------------------------------------------------ upkeep
 
     def unload(self, name: str, versions: list[int] | None = None) -> None:
@@ -418,6 +456,20 @@ class Runtimes:
                         self._rt.pop(key, None)
 
 
+def hand_over(src: Runtimes, dst: Runtimes, principal: str, frm: dict, to: dict, names: list[str]) -> None:
+    """Move a principal's exported request outputs (``frm``: name, version,
+    runtime_id, request) into its request ``to`` of another runtime, share by share
+    inside this node: the value stays secret-shared; no node and no client sees it."""
+    source = f"{src.kind}:{frm['name']}@{frm['version']}"
+    src._allowed(principal, frm["name"])
+    dst._allowed(principal, to["name"])
+    if src.registry.public_tokenizer(frm["name"], frm["version"]) != dst.registry.public_tokenizer(to["name"], to["version"]):
+        raise InvalidInput("values move only between assets of one tokenizer family")
+    for var in names:
+        data = src.unsafe_export_share(principal, frm["name"], frm["version"], frm["runtime_id"], frm["request"], var)
+        dst.import_share(principal, to["name"], to["version"], to["runtime_id"], to["request"], var, data, source)
+
+
 def _rss(pid: int) -> int:
     import psutil
 
@@ -427,4 +479,4 @@ def _rss(pid: int) -> int:
         return 0
 
 
-__all__ = ["AssetRef", "AssetSet", "Runtime", "Runtimes"]
+__all__ = ["AssetRef", "AssetSet", "Runtime", "Runtimes", "hand_over"]

@@ -160,6 +160,22 @@ class RuntimeLink(Strict):
     addresses: list[str] = Field(min_length=2, max_length=16)
 
 
+class RequestRef(Strict):
+    kind: str = Field(pattern=r"^[a-z]{1,16}$")
+    name: str = Field(max_length=160)
+    version: Version
+    runtime_id: str = Field(pattern=r"^[A-Za-z0-9_-]{8,64}$")
+    request: str = Field(pattern=r"^[A-Za-z0-9_-]{8,64}$")
+
+
+class HandOver(Strict):
+    """Move exported outputs of one runtime's request into another's (inside each node)."""
+
+    source: RequestRef
+    target: RequestRef
+    vars: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_]{1,64}$")]] = Field(min_length=1, max_length=8)
+
+
 class ProgramRun(Strict):
     version: Version
     program: str = Field(pattern=r"^[a-z_.]{1,64}$")

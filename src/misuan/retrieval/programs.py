@@ -29,16 +29,38 @@ def check_k(params: dict, n_chunks: int) -> int:
     return k
 
 
-def build_search(specs: TensorSpecs, config: dict, params: dict) -> NodeProgram:
+def _build(specs: TensorSpecs, config: dict, params: dict, program: str, reveal: str) -> NodeProgram:
     from .specs import search_spec
 
     shapes = kb_shapes(config)
-    if dict(specs) != shapes:
+    if {n: tuple(s) for n, s in specs} != shapes:
         raise InvalidInput("the KB's tensors do not match its config")
     k = check_k(params, config["n_chunks"])
     n, d = shapes[P.EMB]
-    spec = search_spec(n, d, config["chunk_tokens"], k, config["vocab_size"], config["reveal"])
-    return compile_spec(f"{P.SEARCH}.k{k}", spec, shapes, list(P.TENSORS), weight_dtypes=KB_DTYPES)
+    spec = search_spec(n, d, config["chunk_tokens"], k, config["vocab_size"], reveal)
+    return compile_spec(f"{program}.k{k}.{reveal}", spec, shapes, list(P.TENSORS), weight_dtypes=KB_DTYPES)
 
 
-PROGRAMS = (ProgramDef(P.SEARCH, frozenset({P.PARAM_K}), build_search, uploads=P.CLIENT_INPUTS, asset_kind=P.KB, scope=P.SCOPE_SEARCH),)
+def build_search(specs: TensorSpecs, config: dict, params: dict) -> NodeProgram:
+    """A search: reveals to the requester what the KB owner's policy allows."""
+    return _build(specs, config, params, P.SEARCH, config["reveal"])
+
+
+def build_retrieve(specs: TensorSpecs, config: dict, params: dict) -> NodeProgram:
+    """A retrieval for RAG: the same program revealing nothing; the chosen chunks'
+    digits stay secret and may only move into a model runtime's context prefill."""
+    return _build(specs, config, params, P.RETRIEVE, P.REVEAL_NONE)
+
+
+PROGRAMS = (
+    ProgramDef(P.SEARCH, frozenset({P.PARAM_K}), build_search, uploads=P.CLIENT_INPUTS, asset_kind=P.KB, scope=P.SCOPE_SEARCH),
+    ProgramDef(
+        P.RETRIEVE,
+        frozenset({P.PARAM_K}),
+        build_retrieve,
+        uploads=P.CLIENT_INPUTS,
+        asset_kind=P.KB,
+        scope=P.SCOPE_RAG,
+        exports=(P.CTX_HI, P.CTX_LO),
+    ),
+)

@@ -16,11 +16,18 @@ is the KB owner's policy (``REVEAL_*``), fixed at publish.
 
 from __future__ import annotations
 
+from ..inference.protocol import CTX_HI as CTX_HI  # the names RAG hands over to a model runtime
+from ..inference.protocol import CTX_LO as CTX_LO
+from ..inference.protocol import MAX_CONTEXT_CHUNKS
+
 #: the asset kind of a knowledge base
 KB = "kb"
 
-#: programs a grantee runs in a KB's resident runtime
+#: programs a grantee runs in a KB's resident runtime: a search (reveals what the
+#: owner's policy allows) and a retrieval for RAG (reveals nothing; its chunks go to
+#: a model runtime on the same nodes)
 SEARCH = "kb.search"
+RETRIEVE = "kb.retrieve"
 
 #: stored tensors of a KB
 EMB, HI, LO = "emb", "hi", "lo"
@@ -33,11 +40,12 @@ QUERY = "q"
 CLIENT_INPUTS: tuple[str, ...] = (QUERY,)
 #: search outputs: scores (k,), fetched token ids (k, C); secret digits for RAG
 SCORES, INDEX, TOKENS = "scores", "index", "tokens"
-CTX_HI, CTX_LO = "ctx_hi", "ctx_lo"
+#: the chosen chunks' secret digits (``CTX_HI``, ``CTX_LO``: inference's names) are
+#: exported to the model runtime's context prefill, never revealed
 
 #: compile-time parameter: how many chunks
 PARAM_K = "k"
-MAX_K = 16
+MAX_K = MAX_CONTEXT_CHUNKS
 
 #: the owner's policy of what a querying user may read back
 REVEAL_PASSAGES, REVEAL_IDS, REVEAL_NONE = "passages", "ids", "none"

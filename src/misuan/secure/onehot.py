@@ -86,3 +86,62 @@ def rows_plain(hi: np.ndarray, lo: np.ndarray, vocab: int) -> tuple[np.ndarray, 
     for values no honest client sends)."""
     rows, real, ok = onehot_rows(jnp.asarray(hi, jnp.int32), jnp.asarray(lo, jnp.int32), vocab)
     return np.asarray(rows), np.asarray(real), bool(ok)
+
+
+def digit_onehots(hi_ids: jax.Array, lo_ids: jax.Array, n_hi: int, base: int) -> tuple[jax.Array, jax.Array]:
+    """Secret integer digits ``(W,)`` -> their one-hots ``(W, n_hi)``, ``(W, B)``: one
+    equality test per digit value (``n_hi + B`` per token, ~450 for V = 49,152, against
+    V = 49,152 for the id itself). A digit outside its range (the padding digit -1)
+    gives a zero row."""
+    hi = (hi_ids[:, None] == jnp.arange(n_hi, dtype=hi_ids.dtype)[None, :]).astype(jnp.int32)  # (W, n_hi) secret 0/1
+    lo = (lo_ids[:, None] == jnp.arange(base, dtype=lo_ids.dtype)[None, :]).astype(jnp.int32)  # (W, B) secret 0/1
+    return hi, lo
+
+
+def context_onehot_rows(
+    hi: jax.Array, lo: jax.Array, ctx_hi: jax.Array, ctx_lo: jax.Array, vocab: int, start: int
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """A prompt with a context window filled on the nodes (retrieval-augmented generation).
+
+    ``hi (T, n_hi)``, ``lo (T, B)``: the client's digit one-hots, right-aligned, with
+    the ``W`` rows of the window ``[start, start + W)`` left zero; ``ctx_hi``,
+    ``ctx_lo`` (any shape, ``W`` entries): secret integer digits fetched from a
+    knowledge base (the padding digit where a chunk is shorter). Returns the rows
+    ``(T, V)``, ``real (T,)`` and ``ok``: true exactly when the client's rows pass
+    :func:`onehot_rows`' checks with the window counted as real, the client's window
+    rows are all zero (a client cannot cancel, hence probe, a fetched token), and
+    every window row is a token one-hot below ``V`` or zero. Window rows that are zero
+    (padding) are masked like any padding slot."""
+    n_hi, base = hi.shape[1], lo.shape[1]
+    W = ctx_hi.size
+    win = slice(start, start + W)
+    ch, cl = digit_onehots(ctx_hi.reshape(-1), ctx_lo.reshape(-1), n_hi, base)  # (W, n_hi), (W, B) secret
+    client_real = jnp.sum(lo, axis=-1)  # (T,) secret
+    seen = client_real.at[win].set(1)  # (T,) the window counts as real for the suffix check
+    all_hi = hi.at[win].add(ch)  # (T, n_hi) secret
+    all_lo = lo.at[win].add(cl)  # (T, B) secret
+    real = jnp.sum(all_lo, axis=-1)  # (T,) secret
+    rows = (all_hi[:, :, None] * all_lo[:, None, :]).reshape(hi.shape[0], -1)[:, :vocab]  # (T, V) secret, exact in the ring
+    zero = [
+        (hi * (hi - 1)).reshape(-1),  # client digits are binary (so non-negative)...
+        (lo * (lo - 1)).reshape(-1),
+        jnp.sum(hi[win]).reshape(1) + jnp.sum(lo[win]).reshape(1),  # ... and zero in the window
+        jnp.sum(all_hi, axis=-1) - real,  # one hi digit iff one lo digit, every row
+        client_real * (client_real - 1),  # at most one per client row
+        seen[:-1] * (1 - seen[1:]),  # client rows + window are a suffix
+        seen[-1:] - 1,  # ... that ends at slot T - 1
+        jnp.sum(rows, axis=-1) - real,  # every id below V
+    ]
+    ok = jnp.all(jnp.concatenate(zero) == 0)  # () secret bool
+    return rows, real, ok
+
+
+def context_digits(ids, width: int, vocab: int, pad: int = -1) -> tuple[np.ndarray, np.ndarray]:
+    """Owner/reference side: token ids -> ``(hi, lo)`` int32 digits of ``width`` slots,
+    ``pad`` in unused slots (the plaintext of what a knowledge base stores per chunk)."""
+    _, base = digit_base(vocab)
+    ids = np.asarray(list(ids)[:width], np.int64)
+    hi = np.full((width,), pad, np.int32)
+    lo = np.full((width,), pad, np.int32)
+    hi[: len(ids)], lo[: len(ids)] = ids // base, ids % base
+    return hi, lo
