@@ -2,8 +2,9 @@
 
 Read like nanoGPT: :class:`BertConfig` (from a Hugging Face ``config.json``),
 :class:`BertParams` (from ``model.safetensors``), and small functions composed
-by :func:`encode` (jit-compiled per input shape). Inference only: no dropout,
-no pooler head, token type 0.
+by :func:`encode` (jit-compiled per input shape; the layers run in a ``lax.scan``,
+which compiles ~3x faster than unrolled for the same speed). Inference only: no
+dropout, no pooler head, token type 0.
 
 JAX rather than NumPy because it is faster on batches: measured on 2 cores,
 32 chunks x 128 tokens take 0.52 s jitted against 1.35 s in NumPy (OpenBLAS);
@@ -73,6 +74,8 @@ class BertConfig:
 
 
 class LayerParams(NamedTuple):
+    """One layer's weights (shapes below); :attr:`BertParams.layers` stacks them: (L, ...)."""
+
     w_qkv: Array  # (D, 3D) query|key|value, x @ w
     b_qkv: Array  # (3D,)
     w_o: Array  # (D, D)
@@ -93,7 +96,7 @@ class BertParams(NamedTuple):
     type_emb: Array  # (2, D)
     ln_w: Array  # (D,)
     ln_b: Array
-    layers: tuple[LayerParams, ...]  # (L,)
+    layers: LayerParams  # every leaf stacked over layers: (L, ...)
 
 
 def load_params(path: Path, cfg: BertConfig) -> BertParams:
@@ -148,7 +151,7 @@ def load_params(path: Path, cfg: BertConfig) -> BertParams:
         type_emb=get("embeddings.token_type_embeddings.weight", (cfg.type_vocab_size, d)),
         ln_w=get("embeddings.LayerNorm.weight", (d,)),
         ln_b=get("embeddings.LayerNorm.bias", (d,)),
-        layers=tuple(layer(i) for i in range(cfg.n_layers)),
+        layers=LayerParams(*(np.stack(leaves) for leaves in zip(*(layer(i) for i in range(cfg.n_layers)), strict=True))),
     )
     return jax.device_put(params, jax.devices("cpu")[0])
 
@@ -192,8 +195,7 @@ def encode(cfg: BertConfig, p: BertParams, ids: Array, mask: Array) -> Array:
     """Last hidden states ``(B, T, D)`` of token ids ``(B, T)`` with attention mask ``(B, T)`` (1 = token)."""
     bias = jnp.where(mask[:, None, None, :] > 0, 0.0, _MASKED).astype(jnp.float32)  # (B, 1, 1, T)
     x = layer_norm(embed_tokens(p, ids), p.ln_w, p.ln_b, cfg.eps)  # (B, T, D)
-    for lp in p.layers:
-        x = block(cfg, lp, x, bias)  # (B, T, D)
+    x, _ = jax.lax.scan(lambda x, lp: (block(cfg, lp, x, bias), None), x, p.layers)  # (B, T, D)
     return x
 
 
