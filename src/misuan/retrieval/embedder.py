@@ -67,7 +67,7 @@ def _load_tokenizer(path: Path, max_tokens: int):  # -> tokenizers.Tokenizer
     return tok
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Embedder:
     """Sentence embeddings ``(n, D)`` float32, unit norm; load with :meth:`load`."""
 
