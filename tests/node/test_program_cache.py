@@ -28,7 +28,14 @@ CFG = LlamaConfig(
 #: modules that run while a program is built but cannot change its bytes: error types
 #: (raised only when a build is refused), config/identity plumbing
 NOT_PROGRAM_CODE = {"errors.py", "__init__.py"}
-PARAMS = {"llama.prefill": {"T": 16, "S": 64}, "llama.decode": {"S": 64}, "bench.puma": {"T": 4}, "kb.search": {"k": 2}}
+PARAMS = {
+    "llama.prefill": {"T": 16, "S": 64},
+    "llama.decode": {"S": 64},
+    "bench.puma": {"T": 4},
+    "kb.search": {"k": 2},
+    "kb.retrieve": {"k": 2},
+    "llama.prefill_context": {"T": 32, "S": 64, "K": 2, "C": 4, "A": 8},
+}
 
 
 def _config() -> dict:
@@ -54,8 +61,8 @@ def _build_everything(caps: Capabilities) -> None:
         pdef = caps.program(name)
         pdef.build(*inputs[pdef.asset_kind], PARAMS.get(name, {}))
     for cap in caps.items:
-        for plan in cap.load_plans.values():
-            for step in plan(config, specs):
+        for kind, plan in cap.load_plans.items():
+            for step in plan(inputs[kind][1], inputs[kind][0]):
                 if isinstance(step, RunLoadProgram):
                     step.build()
 

@@ -54,7 +54,13 @@ def test_non_utf8_file_skipped_with_a_warning_naming_it(tmp_path):
 
 def test_duplicate_ids_refused_with_the_ids(tmp_path):
     f = tmp_path / "docs.jsonl"
-    rows = [{"id": "a", "text": "1"}, {"id": "b", "text": "2"}, {"id": "a", "text": "3"}, {"id": "c", "text": "4"}, {"id": "c", "text": "5"}]
+    rows = [
+        {"id": "a", "text": "1"},
+        {"id": "b", "text": "2"},
+        {"id": "a", "text": "3"},
+        {"id": "c", "text": "4"},
+        {"id": "c", "text": "5"},
+    ]
     f.write_text("\n".join(json.dumps(r) for r in rows))
     with pytest.raises(misuan.InvalidInput, match="duplicate document ids: a, c"):
         read_documents(f)

@@ -18,6 +18,7 @@ _EXPORTS = {
     "SecureModel": ".secure",
     "Prefill": ".secure",
     "stream_tokens": ".secure",
+    "ProgramTwin": ".twin",
     # the resident layout of a model, for other capabilities' programs over it
     "is_stacked": ".layout",
     "llama_config": ".layout",

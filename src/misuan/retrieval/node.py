@@ -5,7 +5,7 @@ from __future__ import annotations
 from ..errors import InvalidInput
 from ..node.capability import AssetKind, NodeCapability
 from . import protocol as P
-from .programs import PROGRAMS
+from .programs import PROGRAMS, load_plan
 
 #: bounds of a KB's public config
 MAX_CHUNKS, MAX_DIM, MAX_CHUNK_TOKENS, MAX_VOCAB = 2_000_000, 4096, 1024, 1 << 20
@@ -40,4 +40,5 @@ CAPABILITY = NodeCapability(
     code_roots=("retrieval/programs.py", "retrieval/specs.py", "retrieval/protocol.py", "secure"),
     asset_kinds=(AssetKind(P.KB, validate_kb, scopes=(P.SCOPE_SEARCH, P.SCOPE_RAG)),),
     programs=PROGRAMS,
+    load_plans={P.KB: load_plan},
 )

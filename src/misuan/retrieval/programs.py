@@ -8,7 +8,7 @@ is the KB owner's policy (``config["reveal"]``), fixed in the compiled program.
 from __future__ import annotations
 
 from ..errors import InvalidInput
-from ..node.capability import NodeProgram, ProgramDef, TensorSpecs
+from ..node.capability import DropTensors, LoadStep, LoadTensors, NodeProgram, ProgramDef, RunLoadProgram, TensorSpecs
 from ..node.programs import compile_spec
 from . import protocol as P
 
@@ -19,7 +19,10 @@ def kb_shapes(config: dict) -> dict[str, tuple[int, ...]]:
     return {P.EMB: (n, d), P.HI: (n, c), P.LO: (n, c)}
 
 
-KB_DTYPES = {P.EMB: "float32", P.HI: "int32", P.LO: "int32"}
+def _resident(config: dict) -> dict[str, tuple[int, ...]]:
+    from .specs import resident_shapes
+
+    return resident_shapes(config["n_chunks"], config["dim"], config["chunk_tokens"], config["vocab_size"])
 
 
 def check_k(params: dict, n_chunks: int) -> int:
@@ -30,7 +33,7 @@ def check_k(params: dict, n_chunks: int) -> int:
 
 
 def _build(specs: TensorSpecs, config: dict, params: dict, program: str, reveal: str) -> NodeProgram:
-    from .specs import search_spec
+    from .specs import RESIDENT, search_spec, weight_dtypes
 
     shapes = kb_shapes(config)
     if {n: tuple(s) for n, s in specs} != shapes:
@@ -38,7 +41,7 @@ def _build(specs: TensorSpecs, config: dict, params: dict, program: str, reveal:
     k = check_k(params, config["n_chunks"])
     n, d = shapes[P.EMB]
     spec = search_spec(n, d, config["chunk_tokens"], k, config["vocab_size"], reveal)
-    return compile_spec(f"{program}.k{k}.{reveal}", spec, shapes, list(P.TENSORS), weight_dtypes=KB_DTYPES)
+    return compile_spec(f"{program}.k{k}.{reveal}", spec, _resident(config), list(RESIDENT), weight_dtypes=weight_dtypes())
 
 
 def build_search(specs: TensorSpecs, config: dict, params: dict) -> NodeProgram:
@@ -50,6 +53,19 @@ def build_retrieve(specs: TensorSpecs, config: dict, params: dict) -> NodeProgra
     """A retrieval for RAG: the same program revealing nothing; the chosen chunks'
     digits stay secret and may only move into a model runtime's context prefill."""
     return _build(specs, config, params, P.RETRIEVE, P.REVEAL_NONE)
+
+
+def layout_program(config: dict) -> NodeProgram:
+    """Load-time program: the stored token digits -> the resident packed ``tok``."""
+    from .specs import TOK, layout_spec, weight_dtypes
+
+    spec = layout_spec(config["chunk_tokens"], config["vocab_size"])
+    return compile_spec(f"kb.layout.{TOK}", spec, _resident(config), [P.HI, P.LO], weight_outputs=True, weight_dtypes=weight_dtypes())
+
+
+def load_plan(config: dict, specs: TensorSpecs) -> list[LoadStep]:
+    """Load the stored tensors, pack the digits into ``tok`` (local on shares), drop them."""
+    return [LoadTensors(P.TENSORS), RunLoadProgram(lambda: layout_program(config)), DropTensors((P.HI, P.LO))]
 
 
 PROGRAMS = (

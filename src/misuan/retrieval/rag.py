@@ -95,7 +95,9 @@ def rag_layout(tokenizer, messages: list[dict], K: int, C: int, max_tokens: int,
     T = IP.bucket(n + 1, IP.PROMPT_BUCKETS, "prompt length (with the context window)")
     S = IP.bucket(T + max_tokens, IP.CACHE_BUCKETS, "prompt bucket + max_tokens")
     if S > max(context, IP.CACHE_BUCKETS[0]):
-        raise E.InvalidInput(f"prompt bucket {T} (with {K} chunks of {C}) + max_tokens {max_tokens} does not fit the model's context of {context}")
+        raise E.InvalidInput(
+            f"prompt bucket {T} (with {K} chunks of {C}) + max_tokens {max_tokens} does not fit the model's context of {context}"
+        )
     return RagLayout(b, a, K, C, T, S)
 
 
@@ -192,7 +194,7 @@ def ask_plaintext(
     """The plaintext reference of ``ask``: the same search in the clear on the owner's
     documents, the same prompt layout, the node programs' plaintext twin on the
     owner's weights. (token ids, layout facts)."""
-    from ..inference.twin import ProgramTwin
+    from ..inference import ProgramTwin
     from ..secure.onehot import context_digits
     from .reference import search_plaintext
 

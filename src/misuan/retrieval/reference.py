@@ -40,7 +40,7 @@ def search_plaintext(
     q = embed_question(embedder, question, notes)
     emb = embed_chunks(embedder, tok, chunks)
     hi, lo = token_digits_matrix(chunks, cfg["chunk_tokens"], cfg["vocab_size"])
-    res = search_plain(emb, hi, lo, q, k)
+    res = search_plain(emb, hi, lo, q, k, vocab=cfg["vocab_size"])
     results = [
         Passage(chunks[int(i)].id, round(float(s), 6), tok.decode(list(chunks[int(i)].tokens))) for i, s in zip(res[P.INDEX], res[P.SCORES])
     ]
