@@ -35,7 +35,9 @@ def test_chat_streamed_equals_whole_answer_with_usage(oai, client3, proxy_model)
     assert cost["bytes_sent"] > 0 and cost["mpc_seconds"] > 0 and cost["protocol"] == "ABY3"
 
     chunks = list(
-        oai.chat.completions.create(model=proxy_model, messages=HELLO, max_tokens=4, seed=3, stream=True, stream_options={"include_usage": True})
+        oai.chat.completions.create(
+            model=proxy_model, messages=HELLO, max_tokens=4, seed=3, stream=True, stream_options={"include_usage": True}
+        )
     )
     assert chunks[0].choices[0].delta.role == "assistant"
     assert len({c.id for c in chunks}) == 1 and len({c.created for c in chunks}) == 1
