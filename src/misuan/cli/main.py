@@ -9,6 +9,7 @@ import typer
 
 from .. import registry
 from ..errors import MisuanError
+from ..proxy import cli as proxy_cli
 from . import audit, cluster, identity, node, selftest
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="misuan (密算): confidential computing for large models on SPU.")
@@ -21,6 +22,7 @@ identity.register(app, node_app, cluster_app)  # before node/cluster: `node init
 node.register(node_app)
 cluster.register(cluster_app)
 selftest.register(app)
+proxy_cli.register(app)
 
 
 def main() -> None:
