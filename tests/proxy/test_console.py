@@ -14,7 +14,6 @@ import os
 import shutil
 import signal
 import socket
-import threading
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -37,7 +36,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 DOCS = Path(__file__).resolve().parents[2] / "docs"
-PROMPT, SEED, MAX_TOKENS = "hello", 7, 8
+PROMPT, SEED, MAX_TOKENS, TEMPERATURE = "hello", 7, 8, 0.8
 
 
 @pytest.fixture(scope="module")
@@ -60,34 +59,15 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _app(client):
-    """The app the console is served by."""
-    from fastapi import FastAPI
-
-    from misuan.proxy.console import console_router
-    from misuan.proxy.status import ClusterStatus
-
-    app = FastAPI()
-    app.include_router(console_router(ClusterStatus(client)))
-    return app
-
-
 @pytest.fixture(scope="module")
 def proxy_url(cluster):
-    import uvicorn
+    """The proxy app (the console included) on a free loopback port."""
+    from misuan.proxy.provider import ClientProvider
+    from misuan.proxy.server import serving
+    from misuan.proxy.settings import ProxySettings
 
-    client = cluster.client()
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(_app(client), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "the proxy did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(10)
+    with serving(ClientProvider(cluster.client()), ProxySettings(port=_free_port())) as base:
+        yield base.removesuffix("/v1")
 
 
 @pytest.fixture
@@ -102,6 +82,22 @@ def browser(tmp_path):
             ctx.close()
 
 
+def _openai_stream(base: str) -> list[str]:
+    """The text deltas the official client streams for the playground's request."""
+    from openai import OpenAI
+
+    with OpenAI(base_url=f"{base}/v1", api_key="unused", max_retries=0) as oa:
+        stream = oa.chat.completions.create(
+            model="admin/chatty",
+            messages=[{"role": "user", "content": PROMPT}],
+            max_tokens=MAX_TOKENS,
+            temperature=TEMPERATURE,
+            seed=SEED,
+            stream=True,
+        )
+        return [c.choices[0].delta.content for c in stream if c.choices and c.choices[0].delta.content]
+
+
 def _watch(page) -> tuple[list[str], list[str]]:
     """Console errors and page errors; every host the page asked for."""
     errors: list[str] = []
@@ -110,6 +106,16 @@ def _watch(page) -> tuple[list[str], list[str]]:
     page.on("pageerror", lambda e: errors.append(f"pageerror: {e}"))
     page.on("request", lambda r: hosts.append(urlsplit(r.url).hostname or r.url))
     return errors, hosts
+
+
+def test_console_api_answers_its_own_page_only(proxy_url):
+    import httpx
+
+    api = f"{proxy_url}/console/api/cluster"
+    assert httpx.get(api).status_code == 200
+    assert httpx.get(api, headers={"Origin": "http://evil.example"}).status_code == 403
+    assert httpx.get(api, headers={"Sec-Fetch-Site": "cross-site"}).status_code == 403
+    assert httpx.get(api, headers={"Host": "evil.example"}).status_code == 421  # the proxy's DNS-rebinding check
 
 
 def test_console_in_a_real_browser(cluster, proxy_url, browser, tmp_path):
@@ -125,6 +131,26 @@ def test_console_in_a_real_browser(cluster, proxy_url, browser, tmp_path):
     expect(page.locator('#nodes tbody tr[data-state="up"]')).to_have_count(3, timeout=15_000)
     expect(page.locator("#assets tbody")).to_contain_text("admin/chatty", timeout=15_000)
     expect(page.locator("#audit-state")).to_have_text("verified", timeout=15_000)
+
+    # the playground streams a chat; the tokens are the openai client's with the same seed
+    expect(page.locator("#model option")).to_contain_text(["admin/chatty"], timeout=15_000)
+    page.select_option("#model", "admin/chatty")
+    page.fill("#prompt", PROMPT)
+    page.fill("#max-tokens", str(MAX_TOKENS))
+    page.fill("#temperature", str(TEMPERATURE))
+    page.fill("#seed", str(SEED))
+    page.click("#send")
+    expect(page.locator("#playground")).to_have_attribute("data-done", "1", timeout=90_000)
+    expect(page.locator("#chat-state")).to_have_text("done")
+    streamed = page.locator("#output .tok").all_text_contents()
+    assert streamed == _openai_stream(proxy_url) and streamed
+    assert page.locator("#stat-tokens").text_content() == str(MAX_TOKENS)
+    for stat in ("#stat-tps", "#stat-bpt", "#stat-ttft"):
+        assert page.locator(stat).text_content() != "–", stat
+    expect(page.locator("#stat-protocol")).to_have_text("ABY3")
+    inference = page.locator("#job-totals tbody tr").first.locator("td")  # the page's chat and the client's
+    expect(inference.nth(1)).to_have_text("2", timeout=15_000)
+    expect(inference.nth(3)).to_have_text(str(2 * MAX_TOKENS))  # prefill + decodes
 
     shot = tmp_path / "console.png"
     page.screenshot(path=str(shot), full_page=True)

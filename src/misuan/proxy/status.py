@@ -17,12 +17,14 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import errors as E
 from ..audit_heads import SignedHead
-from ..client.client import Client
-from ..client.transport import NodeClient
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..client.client import Client
+    from ..client.transport import NodeClient
 
 #: asset kinds the console lists (``kb`` once retrieval is installed on the nodes)
 ASSET_KINDS = ("model", "kb")
@@ -284,11 +286,11 @@ def _group_versions(kind: str, rows: list[dict]) -> list[dict]:
     return sorted(by_name.values(), key=lambda i: i[kind])
 
 
-#: audit operations the jobs view counts, by job kind (prefix match)
-JOB_OPS: dict[str, tuple[str, ...]] = {
-    "inference": ("model.run.",),
-    "search": ("kb.run.",),
-    "psi": ("psi.start", "psi.job"),
+#: audit operations of each job kind: (op prefix of a counted step, op prefixes of its other rows)
+JOB_OPS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "inference": ("model.run.", ("model.request.",)),
+    "search": ("kb.run.", ("kb.request.",)),
+    "psi": ("psi.job", ("psi.start",)),
 }
 
 
@@ -300,51 +302,50 @@ def _detail(row: dict) -> dict:
     return d if isinstance(d, dict) else {}
 
 
+def _job_kind(op: str) -> tuple[str, bool] | None:
+    """(job kind, whether the row is a counted step) of an audit operation."""
+    for kind, (step, others) in JOB_OPS.items():
+        if op.startswith(step):
+            return kind, kind != "psi"
+        if any(op.startswith(p) for p in others):
+            return kind, False
+    return None
+
+
 def summarize_jobs(rows: list[dict], recent: int = 12) -> dict:
     """Counts, timings and bytes of inference requests, searches and PSI runs from audit rows.
 
-    Only numbers, asset names and states are read out of a row's detail; a job is one
-    request (inference, search) or one PSI job id."""
+    A job is one request (inference, search) or one PSI job id. Only numbers, asset
+    names and states are read out of a row (its request id only to group rows)."""
     jobs: dict[tuple[str, str], dict] = {}
     for row in sorted(rows, key=lambda r: r["seq"]):
-        op = row["op"]
-        kind = next((k for k, prefixes in JOB_OPS.items() if any(op.startswith(p) for p in prefixes)), None)
-        if kind is None:
+        found = _job_kind(row["op"])
+        if found is None:
             continue
+        kind, step = found
         d = _detail(row)
         key = (kind, row["asset"] if kind == "psi" else str(d.get("request", row["seq"])))
-        job = jobs.setdefault(
-            key,
-            {
-                "kind": kind,
-                "asset": row["asset"],
-                "start": row["ts"],
-                "end": row["ts"],
-                "steps": 0,
-                "mpc_s": 0.0,
-                "bytes": 0,
-                "status": "ok",
-            },
-        )
-        job["end"] = max(job["end"], row["ts"])
-        job["bytes"] += int(d.get("send_bytes") or 0) + int(row.get("bytes_in") or 0) + int(row.get("bytes_out") or 0)
-        job["mpc_s"] += float(d.get("seconds") or 0.0)
-        if op.startswith(JOB_OPS[kind][0]) and kind != "psi":
-            job["steps"] += 1
+        seconds = float(d.get("seconds") or 0.0)
+        job = jobs.setdefault(key, {"kind": kind, "asset": row["asset"], "start": row["ts"] - seconds, "end": row["ts"]})
+        job.setdefault("steps", 0)
+        job["start"], job["end"] = min(job["start"], row["ts"] - seconds), max(job["end"], row["ts"])
+        job["steps"] += step
+        job["mpc_s"] = job.get("mpc_s", 0.0) + seconds
+        job["bytes"] = job.get("bytes", 0) + int(d.get("send_bytes") or 0) + int(row.get("bytes_in") or 0) + int(row.get("bytes_out") or 0)
         if row["status"] != "ok" or "refused" in d:
-            job["status"] = row["status"] if row["status"] != "ok" else "refused"
-        elif kind == "psi" and op == "psi.job":
-            job["status"] = "done"
+            job["status"] = "refused" if row["status"] == "ok" else row["status"]
+        job.setdefault("status", "running" if kind == "psi" else "ok")
     totals = {k: {"count": 0, "failed": 0, "steps": 0, "mpc_s": 0.0, "bytes": 0} for k in JOB_OPS}
     for job in jobs.values():
         t = totals[job["kind"]]
         t["count"] += 1
-        t["failed"] += job["status"] not in ("ok", "done")
+        t["failed"] += job["status"] not in ("ok", "done", "running")
         t["steps"] += job["steps"]
         t["mpc_s"] = round(t["mpc_s"] + job["mpc_s"], 3)
         t["bytes"] += job["bytes"]
     latest = sorted(jobs.values(), key=lambda j: j["start"], reverse=True)[:recent]
     for job in latest:
         job["wall_s"] = round(job.pop("end") - job["start"], 3)
+        job["start"] = round(job["start"], 3)
         job["mpc_s"] = round(job["mpc_s"], 3)
     return {"totals": totals, "recent": latest}
