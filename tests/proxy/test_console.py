@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -23,6 +22,7 @@ import torch  # noqa: F401  (a test dependency: missing, the run fails, no silen
 from playwright.sync_api import expect, sync_playwright
 
 from tests.conftest import FAST
+from tests.proxy.conftest import start_proxy
 
 pytestmark = pytest.mark.cluster
 
@@ -53,20 +53,10 @@ def cluster(tmp_path_factory):
         yield lc
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def proxy_url(cluster):
     """The proxy app (the console included) on a free loopback port."""
-    from misuan.proxy.provider import ClientProvider
-    from misuan.proxy.server import serving
-    from misuan.proxy.settings import ProxySettings
-
-    with serving(ClientProvider(cluster.client()), ProxySettings(port=_free_port())) as base:
+    with start_proxy(cluster.client()) as base:
         yield base.removesuffix("/v1")
 
 
@@ -118,7 +108,20 @@ def test_console_api_answers_its_own_page_only(proxy_url):
     assert httpx.get(api, headers={"Host": "evil.example"}).status_code == 421  # the proxy's DNS-rebinding check
 
 
+def test_console_api_needs_the_proxys_key_when_set(cluster):
+    import httpx
+
+    with start_proxy(cluster.client(), api_key="sekrit") as base:
+        root = base.removesuffix("/v1")
+        assert httpx.get(f"{root}/console/").status_code == 200  # the page itself holds no data
+        assert httpx.get(f"{root}/console/api/cluster").status_code == 401
+        assert httpx.get(f"{root}/console/api/cluster", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        ok = httpx.get(f"{root}/console/api/cluster", headers={"Authorization": "Bearer sekrit"})
+        assert ok.status_code == 200 and ok.json()["up"] == 3
+
+
 def test_console_in_a_real_browser(cluster, proxy_url, browser, tmp_path):
+    # last in this module: it kills a node of the module's cluster
     page = browser.new_page()
     errors, hosts = _watch(page)
     resp = page.goto(f"{proxy_url}/console")
