@@ -6,6 +6,7 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 
 from . import chat, embeddings, models
+from .console import console_for
 from .errors import ApiError
 from .gate import Gate
 from .provider import BackendProvider
@@ -30,5 +31,6 @@ def create_app(provider: BackendProvider, settings: ProxySettings | None = None)
     app.include_router(models.router(provider, settings.retry_after_s))
     app.include_router(chat.router(chat.Deps(provider, settings, gate)))
     app.include_router(embeddings.router(provider, settings.retry_after_s))
+    app.include_router(console_for(provider, api_key=settings.api_key))
     app.add_middleware(FrontDoor, settings=settings)
     return app
