@@ -42,12 +42,23 @@ class Client(core.Client):
         stop: tuple[str, ...] = (),
         stats=None,
         version: int | None = None,
+        kb: str | None = None,
+        k: int = 2,
     ) -> Iterator[str]:
-        """Yield the answer's text pieces as the nodes produce them (prompt and answer stay secret)."""
+        """Yield the answer's text pieces as the nodes produce them (prompt and answer stay
+        secret). With ``kb``, the answer draws on the ``k`` chunks of that knowledge base
+        closest to the last user message, retrieved and fed to the model on the nodes
+        without anyone seeing which (:class:`misuan.retrieval.rag.RagModel`)."""
         from .inference import client as inference
 
+        if kb is not None:
+            from .retrieval.rag import RagModel
+
+            backend = RagModel(self, model, kb, k=k)
+        else:
+            backend = self.model(model, version)
         return inference.chat(
-            self.model(model, version),
+            backend,
             messages,
             max_tokens=max_tokens,
             temperature=temperature,
@@ -57,6 +68,20 @@ class Client(core.Client):
             stop=stop,
             stats=stats,
         )
+
+    # ------------------------------------------------------------ retrieval
+
+    def publish_kb(self, path: str | Path, name: str, model: str, **kwargs):
+        """Chunk, embed and secret-share documents as a knowledge base; see :func:`misuan.retrieval.publish.publish_kb`."""
+        from .retrieval.publish import publish_kb
+
+        return publish_kb(self, path, name, model, **kwargs)
+
+    def search(self, kb: str, question: str, k: int = 5, **kwargs):
+        """Secure top-k search of a knowledge base; see :func:`misuan.retrieval.client.search`."""
+        from .retrieval.client import search
+
+        return search(self, kb, question, k, **kwargs)
 
     # ------------------------------------------------------------ PSI
 

@@ -125,3 +125,29 @@ def test_no_node_keeps_a_passage_or_an_embedding_row_in_the_clear(cluster3, kb_o
         data = f.read_bytes()
         for needle in needles:
             assert needle not in data, f"{f} holds a plaintext passage or embedding row"
+
+
+def test_cli_lifecycle_publish_show_grant_revoke_rm(cluster3, kb_hosted, tmp_path):
+    key = str(cluster3.dir / "keys" / "librarian.key")
+    args = ["--cluster", str(cluster3.cluster_file), "--key-file", key]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    r = run_cli("kb", "publish", str(empty), "--name", "void", "--model", "ragtiny", *args, check=False)
+    assert r.returncode != 0 and "no documents" in r.stderr
+    src = tmp_path / "docs.jsonl"
+    src.write_text("\n".join(json.dumps({"id": f"n{i}", "text": f"note {i}: the tide table for harbour {i}"}) for i in range(3)))
+    pub = json.loads(
+        run_cli("kb", "publish", str(src), "--name", "tides", "--model", "ragtiny", "--chunk-tokens", "16", "--json", *args).stdout
+    )
+    assert pub["name"] == "librarian/tides" and pub["documents"] == 3 and pub["chunks"] >= 3
+    shown = json.loads(run_cli("kb", "show", "tides", "--json", *args).stdout)
+    assert shown["config"]["chunk_tokens"] == 16 and "chunk_ids" not in shown["config"]
+    run_cli("kb", "grant", "tides", "--to", "reader", "--scope", "search", *args)
+    shown = json.loads(run_cli("kb", "show", "tides", "--json", *args).stdout)
+    assert shown["grant_scopes"] == {"reader": "search"}
+    r = run_cli("kb", "grant", "tides", "--to", "reader", "--scope", "everything", *args, check=False)
+    assert r.returncode != 0 and "--scope" in r.stderr
+    assert json.loads(run_cli("kb", "revoke", "tides", "--from", "reader", "--json", *args).stdout)["had_grant"]
+    assert json.loads(run_cli("kb", "rm", "tides", "--json", *args).stdout)["removed_versions"] == [1]
+    r = run_cli("kb", "publish", str(src), "--name", "x", "--model", "ragtiny", "--reveal", "all", *args, check=False)
+    assert r.returncode != 0 and "--reveal must be one of passages, ids, none" in r.stderr

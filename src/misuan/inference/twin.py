@@ -11,6 +11,7 @@ can be compared with the MPC run one for one.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Iterator
 
@@ -18,10 +19,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ..models import plain_ops
 from ..models.llama import PLAIN_OPS, rope_tables
 from ..models.sampling import scaled_gumbel
 from . import protocol as P
 from .backend import GenerationParams
+
+
+def _linear_t(x, wt, residual=None):
+    """The plaintext ``linear`` for a weight resident transposed, ``wt (N, K)``
+    (``specs.resident_transposed``), as ``secure.ops.linear`` takes it."""
+    return plain_ops.linear(x, wt.T, residual)
+
+
+#: the plaintext ops over the resident layout
+TWIN_OPS = dataclasses.replace(PLAIN_OPS, linear=_linear_t)
 
 
 class ProgramTwin:
@@ -51,8 +63,8 @@ class ProgramTwin:
         cfg, V = self.config, self.config.vocab_size
         T, S = params[P.PARAM_T], params[P.PARAM_S]
         seed, temperature = gen.resolved_seed(), float(gen.temperature)
-        pre = jax.jit(context_prefill_spec(cfg, T, S, params[P.PARAM_K], params[P.PARAM_C], params[P.PARAM_A], ops=PLAIN_OPS).fn)
-        dec = jax.jit(decode_spec(cfg, S, ops=PLAIN_OPS).fn)
+        pre = jax.jit(context_prefill_spec(cfg, T, S, params[P.PARAM_K], params[P.PARAM_C], params[P.PARAM_A], ops=TWIN_OPS).fn)
+        dec = jax.jit(decode_spec(cfg, S, ops=TWIN_OPS).fn)
         tok, tid, k, v, mask, ok = pre(*self.weights, hi, lo, ctx_hi, ctx_lo, scaled_gumbel(seed, 0, V, temperature))
         if not bool(ok):
             from ..errors import InvalidInput

@@ -187,6 +187,71 @@ def kb_revoke(
     )
 
 
+def ask_cmd(
+    question: str = typer.Argument(..., help="the question (stays secret: embedded and tokenized here)"),
+    model: str = typer.Option(..., "--model", "-m"),
+    kb: str = typer.Option(..., "--kb", help="the knowledge base to answer from"),
+    k: int = typer.Option(2, "-k", help="how many chunks go into the prompt"),
+    max_tokens: int = typer.Option(64, "--max-tokens"),
+    temperature: float = typer.Option(0.0, "--temperature", help="0 = greedy"),
+    seed: Optional[int] = typer.Option(None, "--seed"),
+    system: Optional[str] = typer.Option(None, "--system", help="the system prompt (default: answer from the context)"),
+    plaintext: bool = typer.Option(
+        False, "--plaintext", help="the reference in the clear: your weights (--weights) and documents (--source)"
+    ),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="the model's weights, for --plaintext"),
+    source: Optional[Path] = typer.Option(None, "--source", help="the KB's documents, for --plaintext"),
+    cluster: Optional[Path] = ClusterOpt,
+    key_file: Optional[Path] = KeyOpt,
+    as_json: bool = JsonOpt,
+):
+    """Answer from a knowledge base under MPC: retrieval, prompt and generation all on secret shares."""
+    import time
+
+    from .. import errors as E
+    from ..inference import GenerationParams, GenerationStats
+
+    params = GenerationParams(max_tokens, temperature, 1.0, seed)
+    messages = [{"role": "user", "content": question}]
+    with _client(cluster, key_file) as client:
+        if plaintext:
+            if weights is None or source is None:
+                raise E.InvalidInput("--plaintext needs --weights PATH (the model) and --source PATH (the KB's documents)")
+            from .rag import ask_plaintext
+
+            t0 = time.perf_counter()
+            ids, facts = ask_plaintext(weights, source, client, kb, messages, params, k=k, system=system)
+            text = facts.pop("answer")
+            _emit_json(
+                {"answer": text, "tokens": ids, "mode": "plaintext", **facts, "seconds": time.perf_counter() - t0}
+            ) if as_json else out.print(text)
+            return
+        from .rag import RagModel
+
+        with err.status(f"loading {model} and {kb} into the nodes' secure runtimes…"):
+            rag = RagModel(client, model, kb, k=k, system=system)
+        for note in rag.notes:
+            _warn(note)
+        stats = GenerationStats()
+        ids: list[int] = []
+        pieces: list[str] = []
+        for tok, piece in rag.stream(messages, params, stats):
+            if tok >= 0:
+                ids.append(tok)
+            pieces.append(piece)
+            if not as_json:
+                out.print(piece, end="", highlight=False, markup=False)
+                out.file.flush()
+        if as_json:
+            _emit_json({"answer": "".join(pieces), "tokens": ids, "mode": "mpc", "stats": stats.to_dict()})
+        else:
+            out.print()
+            err.print(
+                f"[dim]time to first token {stats.prefill_s:.1f} s (retrieval included), {stats.decode_s_per_token:.2f} s/token, "
+                f"{_fmt_bytes(int(stats.bytes_per_token))}/token; no node saw the question, the chunks or the answer[/dim]"
+            )
+
+
 def register(app: typer.Typer) -> None:
     kb_app = typer.Typer(no_args_is_help=True, help="Encrypted retrieval (密态检索): publish, search, list, show, rm, grant, revoke.")
     for name, command in (
@@ -200,3 +265,4 @@ def register(app: typer.Typer) -> None:
     ):
         kb_app.command(name)(command)
     app.add_typer(kb_app, name="kb")
+    app.command("ask")(ask_cmd)

@@ -61,16 +61,10 @@ def model_tokenizer(client: Client, model: str) -> str:
 
 def token_digits_matrix(chunks: list[Chunk], size: int, vocab: int) -> tuple[np.ndarray, np.ndarray]:
     """``hi, lo (N, size)`` int32: ``id = hi * B + lo``, ``PAD_DIGIT`` in unused slots."""
-    from ..secure.onehot import digit_base
+    from ..secure.onehot import context_digits
 
-    _, base = digit_base(vocab)
-    ids = np.full((len(chunks), size), -1, np.int64)  # (N, C) public to the owner only
-    for r, c in enumerate(chunks):
-        ids[r, : len(c.tokens)] = c.tokens
-    pad = ids < 0
-    hi = np.where(pad, P.PAD_DIGIT, ids // base).astype(np.int32)  # (N, C)
-    lo = np.where(pad, P.PAD_DIGIT, ids % base).astype(np.int32)  # (N, C)
-    return hi, lo
+    pairs = [context_digits(c.tokens, size, vocab, P.PAD_DIGIT) for c in chunks]
+    return np.stack([h for h, _ in pairs]), np.stack([lo for _, lo in pairs])  # (N, C) each
 
 
 def prepare_chunks(

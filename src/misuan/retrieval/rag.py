@@ -175,6 +175,12 @@ class RagModel:
 
         return stream_tokens(self.tokenizer, self.generate_ids(messages, params, stats), params, stats)
 
+    def chat(self, messages: list[dict], params, stats=None) -> Iterator[str]:
+        """Text pieces of the answer as they are decoded (stop strings honoured)."""
+        for _tok, piece in self.stream(messages, params, stats):
+            if piece:
+                yield piece
+
     def stream_chat(self, messages: list[dict], params):
         from ..inference import ChatStream, GenerationStats
 
@@ -211,7 +217,8 @@ def ask_plaintext(
     ctx_lo = np.stack([lo for _, lo in pairs]).astype(np.int32)  # (K, C)
     hi, lo = layout.digits(twin.config.vocab_size)
     out = list(twin.generate_context(layout.params, hi, lo, ctx_hi, ctx_lo, params))
-    return out, {"T": layout.T, "S": layout.S, "A": layout.A, "chunks": [p.id for p in res.results]}
+    answer = twin.tokenizer.decode([t for t in out if t not in twin.tokenizer.eos_ids])
+    return out, {"answer": answer, "T": layout.T, "S": layout.S, "A": layout.A, "chunks": [p.id for p in res.results]}
 
 
 def _chunk_ids_plain(client: Client, kb: str, source, res) -> list[list[int]]:
