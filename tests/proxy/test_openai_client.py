@@ -47,6 +47,12 @@ def test_chat_streamed_equals_whole_answer_with_usage(oai, client3, proxy_model)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == whole.choices[0].message.content
     assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["length"]
+    # the running cost on every text chunk (an extra field the SDK keeps): bytes and tokens so far
+    running = [c.model_extra["x_misuan"] for c in chunks if c.choices and c.choices[0].delta.content]
+    toks, sent = [r["completion_tokens"] for r in running], [r["bytes_sent"] for r in running]
+    assert running and toks == sorted(set(toks)) and 1 <= toks[0] and toks[-1] <= 4
+    total = usage[0].usage.model_extra["x_misuan"]["bytes_sent"]
+    assert 0 < sent[0] and sent == sorted(sent) and sent[-1] <= total and running[0]["protocol"] == "ABY3"
     no_request_left(client3, proxy_model)
 
 
