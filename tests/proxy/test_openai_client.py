@@ -79,12 +79,12 @@ def test_stop_string_is_never_streamed(oai, proxy_model):
 
 
 def test_completions_and_content_parts(oai, proxy_model):
-    c = oai.completions.create(model=proxy_model, prompt="hello", max_tokens=3)
-    assert c.object == "text_completion" and c.choices[0].finish_reason == "length" and c.usage.completion_tokens == 3
+    c = oai.completions.create(model=proxy_model, prompt="hello", max_tokens=2)
+    assert c.object == "text_completion" and c.choices[0].finish_reason == "length" and c.usage.completion_tokens == 2
     parts = [{"role": "user", "content": [{"type": "text", "text": "hello"}]}]
-    chat = oai.chat.completions.create(model=proxy_model, messages=parts, max_tokens=3)
+    chat = oai.chat.completions.create(model=proxy_model, messages=parts, max_tokens=2)
     assert chat.choices[0].message.content == c.choices[0].text  # the same prompt through the chat template
-    streamed = "".join(x.choices[0].text for x in oai.completions.create(model=proxy_model, prompt="hello", max_tokens=3, stream=True))
+    streamed = "".join(x.choices[0].text for x in oai.completions.create(model=proxy_model, prompt="hello", max_tokens=2, stream=True))
     assert streamed == c.choices[0].text
 
 
