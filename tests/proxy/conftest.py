@@ -3,7 +3,9 @@ tiny random LLaMA published as ``proxied``."""
 
 from __future__ import annotations
 
+import shutil
 import socket
+from pathlib import Path
 
 import pytest
 import torch  # noqa: F401  (a test dependency: missing, the run fails, no silent skip)
@@ -30,10 +32,42 @@ def proxy_model_dir(tmp_path_factory):
     return save_hf(tmp_path_factory.mktemp("proxy") / "tiny", make_llama(seed=11, tie=False))
 
 
+class ProgramShelf:
+    """The programs this session's local clusters compiled, lent to a fresh cluster.
+
+    A node's program cache key is the program, its parameters, the model's public
+    config and the code (not the cluster or the model's name), so a fresh cluster
+    serving the same tiny model skips compiling what another cluster already did;
+    the nodes still agree on each program's hash before running it."""
+
+    def __init__(self) -> None:
+        self.clusters: list[Path] = []
+
+    def add(self, cluster_dir: Path) -> None:
+        self.clusters.append(Path(cluster_dir))
+
+    def stock(self, cluster_dir: Path) -> None:
+        """Copy every known cluster's compiled programs into ``cluster_dir``'s nodes, then know it too."""
+        for src in self.clusters:
+            for programs in src.glob("node*/programs"):
+                target = Path(cluster_dir) / programs.parent.name / "programs"
+                target.mkdir(parents=True, exist_ok=True)
+                for f in programs.iterdir():
+                    if not (target / f.name).exists():
+                        shutil.copy2(f, target / f.name)
+        self.add(cluster_dir)
+
+
 @pytest.fixture(scope="session")
-def proxy_model(client3, proxy_model_dir) -> str:
+def compiled() -> ProgramShelf:
+    return ProgramShelf()
+
+
+@pytest.fixture(scope="session")
+def proxy_model(cluster3, client3, proxy_model_dir, compiled) -> str:
     from misuan.hosting import publish_model
 
+    compiled.add(cluster3.dir)
     publish_model(client3, proxy_model_dir, MODEL_NAME, receipt=False)
     return client3.model_ref(MODEL_NAME)
 

@@ -1,10 +1,10 @@
 """The web console in a real browser (Debian's chromium driven by Playwright).
 
-A dedicated 3-node cluster with a tiny hosted model (this test kills one node), the
-proxy app on a free loopback port: the page shows 3 healthy nodes, streams a chat
-whose tokens equal what the ``openai`` client gets with the same seed, shows a
-killed node down within 10 s, logs no console error and requests nothing but
-127.0.0.1. Screenshots go to the test's tmp dir (and, with
+A dedicated 3-node cluster with a tiny hosted model and a one-document KB (this test
+kills one node), the proxy app on a free loopback port: the page shows 3 healthy
+nodes and the KB with its grant's scope, streams a chat whose tokens equal what the
+``openai`` client gets with the same seed, shows a killed node down within 10 s, logs
+no console error and requests nothing but 127.0.0.1. Screenshots go to the test's tmp dir (and, with
 ``MISUAN_UPDATE_DOCS=1``, to docs/console.png for the README).
 """
 
@@ -36,20 +36,28 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 DOCS = Path(__file__).resolve().parents[2] / "docs"
-PROMPT, SEED, MAX_TOKENS, TEMPERATURE = "hello", 7, 8, 0.8
+PROMPT, SEED, MAX_TOKENS, TEMPERATURE = "hello", 7, 4, 0.8
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    """Its own cluster: the test kills one of its nodes."""
+def cluster(tmp_path_factory, compiled):
+    """Its own cluster (the test kills one of its nodes), with the programs other clusters compiled."""
+    from misuan.client.assets import grant_asset
     from misuan.cluster.local import local_cluster
     from misuan.hosting import publish_model
+    from misuan.retrieval.publish import publish_kb
     from tests.models.tinymodels import make_llama, save_hf
 
     tiny = save_hf(tmp_path_factory.mktemp("console-model") / "tiny", make_llama(seed=11, tie=False))
+    docs = tmp_path_factory.mktemp("console-docs")
+    (docs / "a.txt").write_text("Paris is the capital of France.", encoding="utf-8")
     with local_cluster(3, dir=tmp_path_factory.mktemp("console-cluster"), timeouts=FAST) as lc:
+        compiled.stock(lc.dir)
+        lc.principal("reader")
         with lc.client() as c:
             publish_model(c, tiny, "chatty", receipt=False)
+            publish_kb(c, docs, "handbook", "chatty", chunk_tokens=16, overlap=2)
+            grant_asset(c, "kb", "handbook", "reader", scope="search")
         yield lc
 
 
@@ -133,10 +141,13 @@ def test_console_in_a_real_browser(cluster, proxy_url, browser, tmp_path):
     expect(rows).to_have_count(3, timeout=15_000)
     expect(page.locator('#nodes tbody tr[data-state="up"]')).to_have_count(3, timeout=15_000)
     expect(page.locator("#assets tbody")).to_contain_text("admin/chatty", timeout=15_000)
+    kb = page.locator("#assets tbody tr", has_text="admin/handbook")  # a KB: its versions, owner and grants with scopes
+    expect(kb).to_contain_text("reader (search)")
+    expect(kb.locator("td").first).to_have_text("kb")
     expect(page.locator("#audit-state")).to_have_text("verified", timeout=15_000)
 
     # the playground streams a chat; the tokens are the openai client's with the same seed
-    expect(page.locator("#model option")).to_contain_text(["admin/chatty"], timeout=15_000)
+    expect(page.locator("#model option")).to_contain_text(["admin/chatty", "admin/chatty+kb:admin/handbook"], timeout=15_000)
     page.select_option("#model", "admin/chatty")
     page.fill("#prompt", PROMPT)
     page.fill("#max-tokens", str(MAX_TOKENS))

@@ -45,7 +45,12 @@ def test_disconnect_mid_stream_frees_the_request_on_every_node(proxy, client3, p
     assert time.monotonic() - t0 < 20
 
 
-def test_twenty_concurrent_requests_complete_or_get_a_clean_429(proxy, client3, proxy_model):
+def test_twenty_concurrent_requests_complete_or_get_a_clean_429(client3, proxy_model):
+    with start_proxy(client3, max_waiting=1) as proxy:  # one running, one waiting: the rest must be turned away
+        _twenty_at_once(proxy, client3, proxy_model)
+
+
+def _twenty_at_once(proxy: str, client3, proxy_model: str) -> None:
     oai = openai.OpenAI(base_url=proxy, api_key="x", max_retries=0, timeout=180)
 
     def one(i: int):
@@ -60,17 +65,18 @@ def test_twenty_concurrent_requests_complete_or_get_a_clean_429(proxy, client3, 
     ok = [r for r in results if r[0] == 200]
     busy = [r for r in results if r[0] in (429, 503)]
     assert len(ok) + len(busy) == 20, results
-    assert ok and all(reason == "length" for _, reason in ok)
+    assert ok and all(reason == "length" for _, reason in ok) and busy
     assert all(retry and int(retry) > 0 for _, retry in busy)
     assert httpx.get(f"{proxy.removesuffix('/v1')}/health").json() == {"ok": True, "running": {}}  # up, nothing left in line
     no_request_left(client3, proxy_model)
 
 
 @pytest.fixture(scope="module")
-def kill_cluster(tmp_path_factory, proxy_model_dir):
+def kill_cluster(tmp_path_factory, proxy_model_dir, compiled):
     from misuan.hosting import publish_model
 
     with local_cluster(3, dir=tmp_path_factory.mktemp("proxykill"), timeouts=FAST) as lc:
+        compiled.stock(lc.dir)
         client = lc.client()
         publish_model(client, proxy_model_dir, MODEL_NAME, receipt=False)
         yield lc, client

@@ -47,6 +47,12 @@ def test_chat_streamed_equals_whole_answer_with_usage(oai, client3, proxy_model)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     assert text == whole.choices[0].message.content
     assert [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason] == ["length"]
+    # the running cost on every text chunk (an extra field the SDK keeps): bytes and tokens so far
+    running = [c.model_extra["x_misuan"] for c in chunks if c.choices and c.choices[0].delta.content]
+    toks, sent = [r["completion_tokens"] for r in running], [r["bytes_sent"] for r in running]
+    assert running and toks == sorted(set(toks)) and 1 <= toks[0] and toks[-1] <= 4
+    total = usage[0].usage.model_extra["x_misuan"]["bytes_sent"]
+    assert 0 < sent[0] and sent == sorted(sent) and sent[-1] <= total and running[0]["protocol"] == "ABY3"
     no_request_left(client3, proxy_model)
 
 
@@ -73,12 +79,12 @@ def test_stop_string_is_never_streamed(oai, proxy_model):
 
 
 def test_completions_and_content_parts(oai, proxy_model):
-    c = oai.completions.create(model=proxy_model, prompt="hello", max_tokens=3)
-    assert c.object == "text_completion" and c.choices[0].finish_reason == "length" and c.usage.completion_tokens == 3
+    c = oai.completions.create(model=proxy_model, prompt="hello", max_tokens=2)
+    assert c.object == "text_completion" and c.choices[0].finish_reason == "length" and c.usage.completion_tokens == 2
     parts = [{"role": "user", "content": [{"type": "text", "text": "hello"}]}]
-    chat = oai.chat.completions.create(model=proxy_model, messages=parts, max_tokens=3)
+    chat = oai.chat.completions.create(model=proxy_model, messages=parts, max_tokens=2)
     assert chat.choices[0].message.content == c.choices[0].text  # the same prompt through the chat template
-    streamed = "".join(x.choices[0].text for x in oai.completions.create(model=proxy_model, prompt="hello", max_tokens=3, stream=True))
+    streamed = "".join(x.choices[0].text for x in oai.completions.create(model=proxy_model, prompt="hello", max_tokens=2, stream=True))
     assert streamed == c.choices[0].text
 
 

@@ -109,7 +109,8 @@ class Usage:
 
 @dataclass(frozen=True)
 class ChatEvent:
-    """A text delta (``finish_reason`` None) or the final event (``finish_reason`` and ``usage`` set)."""
+    """A text delta (``finish_reason`` None) or the final event (``finish_reason`` and ``usage`` set).
+    A consumer may attach the running cost to a delta (``usage`` of :meth:`ChatStream.usage`)."""
 
     text: str = ""
     #: the generated token this delta decodes (None for a last text piece and the final event)
@@ -185,17 +186,20 @@ class ChatStream(Iterator[ChatEvent]):
             self._done = True
             self._pieces.close()
 
-    def _finish(self, reason: str) -> ChatEvent:
-        self._done = True
-        self._pieces.close()
+    def usage(self) -> Usage:
+        """What the answer cost so far (the final event carries the total)."""
         s = self.stats
-        usage = Usage(
+        return Usage(
             prompt_tokens=s.prompt_tokens,
             completion_tokens=self._completion,
             bytes_sent=s.prefill_bytes + sum(s.decode_bytes) if self._mpc else 0,
             mpc_seconds=s.prefill_s + sum(s.decode_s) if self._mpc else None,
         )
-        return ChatEvent(finish_reason=reason, usage=usage)
+
+    def _finish(self, reason: str) -> ChatEvent:
+        self._done = True
+        self._pieces.close()
+        return ChatEvent(finish_reason=reason, usage=self.usage())
 
 
 @runtime_checkable

@@ -51,7 +51,7 @@ def router(deps: Deps) -> APIRouter:
 
 
 async def answer(deps: Deps, request: Request, req, messages: list[dict], max_tokens: int | None, param: str, *, chat: bool) -> Response:
-    backend = await _backend(deps, req.model)
+    backend = await _backend(deps, req.model, req.x_misuan_k)
     info = backend.model_info()
     params = _params(deps.settings, req, max_tokens, param, info.max_context, secure=info.mode == "mpc")
     shape = Shape(model=req.model, chat=chat, protocol=deps.provider.protocol() if info.mode == "mpc" else "plaintext")
@@ -66,9 +66,9 @@ async def answer(deps: Deps, request: Request, req, messages: list[dict], max_to
     return await _whole(deps.settings, request, gen, shape)
 
 
-async def _backend(deps: Deps, model: str) -> ChatBackend:
+async def _backend(deps: Deps, model: str, k: int | None) -> ChatBackend:
     try:
-        return await asyncio.to_thread(deps.provider.backend, model)
+        return await asyncio.to_thread(deps.provider.backend, model, k=k)
     except (E.NotFound, E.PermissionDenied):
         raise model_not_found(model) from None
     except E.MisuanError as exc:
@@ -138,13 +138,13 @@ async def _stream(settings: ProxySettings, gen: Generation, shape: Shape, first,
                 yield sse.error_frame(ApiError(500, "the backend ended without a final event", type="server_error").body())
                 return
             elif item.final:
-                yield sse.frame(shape.chunk(finish_reason=item.finish_reason))
+                yield sse.frame(shape.chunk(finish_reason=item.finish_reason, usage=item.usage))
                 if include_usage:
                     yield sse.frame(shape.usage_chunk(item.usage))
                 yield sse.DONE
                 return
             elif item.text:
-                yield sse.frame(shape.chunk(item.text))
+                yield sse.frame(shape.chunk(item.text, usage=item.usage))
             item = await gen.next(settings.keepalive_s)
     finally:
         if not gen.finished:

@@ -51,7 +51,7 @@ class Generation:
                     self._put(ChatEvent(finish_reason="stop" if stops.stopped else ev.finish_reason, usage=ev.usage))
                     break
                 text = stops.push(ev.text)
-                self._put(ChatEvent(text=text, token_id=ev.token_id))
+                self._put(ChatEvent(text=text, token_id=ev.token_id, usage=stream.usage()))  # the running cost
                 if stops.stopped:
                     stream.cancel()  # a stop string the backend did not honour: end it here
         except BaseException as exc:  # noqa: BLE001 - handed to the event loop

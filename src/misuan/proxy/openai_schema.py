@@ -50,6 +50,8 @@ class _Generation(_Body):
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
     logit_bias: dict | None = None
+    #: misuan's own: chunks a RAG model (``M+kb:KB``) retrieves per answer (ignored by other models)
+    x_misuan_k: int | None = None
 
 
 class ChatRequest(_Generation):
@@ -126,6 +128,8 @@ def refuse_unsupported(req: _Generation) -> None:
     for param, refused, what in checks:
         if refused:
             raise unsupported(param, what)
+    if req.x_misuan_k is not None and req.x_misuan_k < 1:
+        raise bad_request(f"x_misuan_k: must be at least 1 (got {req.x_misuan_k})", param="x_misuan_k")
     stop = stop_strings(req.stop)
     if len(stop) > MAX_STOP:
         raise bad_request(f"stop: at most {MAX_STOP} stop strings", param="stop")

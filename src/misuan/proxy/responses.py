@@ -59,13 +59,22 @@ class Shape:
 
     # ------------------------------------------------------------ stream chunks
 
-    def chunk(self, text: str | None = None, *, role: bool = False, finish_reason: str | None = None) -> dict:
+    def chunk(self, text: str | None = None, *, role: bool = False, finish_reason: str | None = None, usage: Usage | None = None) -> dict:
+        """A stream chunk; ``usage``: the cost so far, as ``x_misuan`` (an extra field the
+        ``openai`` package keeps in ``model_extra``)."""
         if self.chat:
             delta = {"role": "assistant", "content": ""} if role else ({"content": text} if text else {})
             choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason}
-            return {**self._head("chat.completion.chunk"), "choices": [choice]}
-        choice = {"index": 0, "text": text or "", "logprobs": None, "finish_reason": finish_reason}
-        return {**self._head("text_completion"), "choices": [choice]}
+            out = {**self._head("chat.completion.chunk"), "choices": [choice]}
+        else:
+            choice = {"index": 0, "text": text or "", "logprobs": None, "finish_reason": finish_reason}
+            out = {**self._head("text_completion"), "choices": [choice]}
+        if usage is not None:
+            out["x_misuan"] = self.running(usage)
+        return out
+
+    def running(self, usage: Usage) -> dict:
+        return {**self.cost(usage), "completion_tokens": usage.completion_tokens}
 
     def usage_chunk(self, usage: Usage | None) -> dict:
         obj = "chat.completion.chunk" if self.chat else "text_completion"

@@ -199,10 +199,16 @@ class ClusterStatus:
         return {"source": node.party.id, "kinds": kinds}
 
     def _grants(self, node: NodeClient, kind: str, full: str) -> list[str] | None:
+        """Who the owner granted the asset to, each with its scope where it has one
+        (a KB: ``search``, ``rag`` or ``all``)."""
         try:
-            return self._get(node, f"/v1/{kind}s/{full}").get("grants")
+            info = self._get(node, f"/v1/{kind}s/{full}")
         except E.MisuanError:
             return None
+        scopes = info.get("grant_scopes")
+        if scopes is None or kind == "model":  # a model's grants have one scope: every use
+            return info.get("grants")
+        return [f"{p} ({scope})" for p, scope in sorted(scopes.items())]
 
     # ------------------------------------------------------------ jobs
 
