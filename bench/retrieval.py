@@ -531,6 +531,9 @@ def main() -> None:
                 client, "llm", "askdocs", src, model_path, QUESTIONS[: args.questions], args.max_tokens, embedder, corpus
             )
             write(out, result)
+    result["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
+    summarize(result)
+    write(out, result)  # what the cluster measured, before the simulator's long full sorts
     if "sim" not in skip:  # after the cluster is gone: the simulator's parties get the cores
         sort_sizes = {int(x) for x in args.sort_sizes.split(",") if x}
         result["simulator"] = {str(n): sim_variants(n, vocab, n in sort_sizes) for n in sizes}
