@@ -412,6 +412,9 @@ def summarize(r: dict) -> None:
         "ask_ttft_le_1.25x_generate": bool(ask) and ask["ttft_ratio"] <= 1.25,
         "ask_tokens_ge_95pct_plaintext": bool(ask) and ask["tokens_equal_plaintext"] >= 0.95,
     }
+    missing = {"search_10k_le_0.3s": 10_000 not in s, "search_100k_le_1.5s": 100_000 not in s, "agreement_100pct": not a}
+    missing |= {"ask_ttft_le_1.25x_generate": not ask, "ask_tokens_ge_95pct_plaintext": not ask}
+    r["not_reached"] = [t for t, m in missing.items() if m]  # targets this run did not measure (false above)
     parts = [
         f"{n // 1000}k: {x['per_query_s']} s/query ({x['rounds_per_query']} rounds, {x['bytes_per_query_all_nodes'] / 1e6:.1f} MB; "
         f"first query +{x['first_query']['runtime_load_s']} s load +{x['first_query']['compile_s']} s compile; "
@@ -434,7 +437,7 @@ def summarize(r: dict) -> None:
             f"; ask TTFT {ask['ask_ttft_s']} s vs generate {ask['generate_ttft_s']} s ({ask['ttft_ratio']}x), "
             f"{ask['ask_s_per_token']} vs {ask['generate_s_per_token']} s/token, tokens = plaintext {ask['tokens_equal_plaintext']:.0%}"
             if ask
-            else ""
+            else "; ask: not measured in this run"
         )
     )
 
