@@ -77,6 +77,12 @@ class Client(core.Client):
 
         return publish_kb(self, path, name, model, **kwargs)
 
+    def knowledge_base(self, kb: str, version: int | None = None, embedder=None):
+        """A KB opened for repeated secure searches (:class:`misuan.retrieval.client.KnowledgeBase`)."""
+        from .retrieval.client import KnowledgeBase
+
+        return KnowledgeBase(self, kb, version=version, embedder=embedder)
+
     def search(self, kb: str, question: str, k: int = 5, **kwargs):
         """Secure top-k search of a knowledge base; see :func:`misuan.retrieval.client.search`."""
         from .retrieval.client import search

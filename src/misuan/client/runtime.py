@@ -96,6 +96,16 @@ class RuntimeRequest:
         shares = self._fan(lambda i: rt.client.nodes[i].runtime_get(rt.name, rt.version, rt.runtime_id, self.id, var, kind=rt.kind))
         return rt.client.sharer.reveal([SecretShare(s) for s in shares])
 
+    def reveal_many(self, names: list[str]) -> dict[str, np.ndarray]:
+        """Reconstruct several outputs here, fetching every node's shares in one fan-out."""
+        rt = self.runtime
+
+        def fetch(i: int) -> list[bytes]:
+            return [rt.client.nodes[i].runtime_get(rt.name, rt.version, rt.runtime_id, self.id, v, kind=rt.kind) for v in names]
+
+        per_node = self._fan(fetch)  # [node][var]
+        return {v: rt.client.sharer.reveal([SecretShare(node[j]) for node in per_node]) for j, v in enumerate(names)}
+
     def end(self) -> None:
         rt = self.runtime
         try:

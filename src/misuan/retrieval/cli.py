@@ -26,7 +26,9 @@ def kb_publish(
     name: str = typer.Option(..., "--name", "-n", help="the KB's name"),
     model: str = typer.Option(..., "--model", "-m", help="the hosted model whose tokenizer chunks the documents"),
     chunk_tokens: int = typer.Option(P.CHUNK_TOKENS, "--chunk-tokens", min=1, max=1024),
-    overlap: int = typer.Option(P.OVERLAP, "--overlap", min=0),
+    overlap: Optional[int] = typer.Option(
+        None, "--overlap", min=0, help=f"tokens shared by neighbouring chunks (default {P.OVERLAP}, at most chunk-tokens / 8)"
+    ),
     reveal: str = typer.Option(P.REVEAL_PASSAGES, "--reveal", help="what a searching user may see: passages | ids | none"),
     cluster: Optional[Path] = ClusterOpt,
     key_file: Optional[Path] = KeyOpt,

@@ -9,6 +9,7 @@ reconstructed here: chunk ids and scores (``ids``), and the passages
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 
@@ -68,48 +69,62 @@ def embed_question(embedder, question: str, notes: list[str]) -> np.ndarray:
     return np.asarray(vec, np.float32).reshape(1, -1)  # (1, D) secret to the nodes once shared
 
 
+class KnowledgeBase:
+    """A searchable KB, opened once: its public record, its resident runtime on the
+    nodes, its tokenizer and the edge embedder (repeated searches pay only the query)."""
+
+    def __init__(self, client: Client, kb: str, *, version: int | None = None, embedder=None):
+        info = show_asset(client, P.KB, kb, version)
+        self.client, self.config, self.name, self.version = client, info["config"], info[P.KB], info["version"]
+        if self.config["reveal"] == P.REVEAL_NONE:
+            raise E.PermissionDenied(f"{self.name}'s policy reveals nothing to a search (reveal = none); use it through ask")
+        if embedder is None:
+            from .embedder import Embedder
+
+            embedder = Embedder.load()
+        self.embedder = embedder
+        self.runtime = ModelRuntime.ensure(client, self.name, self.version, kind=P.KB)
+        self._tokenizer = None
+
+    def __repr__(self) -> str:
+        return f"KnowledgeBase({self.name}@{self.version}, {self.config['n_chunks']} chunks, reveal {self.config['reveal']})"
+
+    def search(self, question: str, k: int = 5) -> SearchResult:
+        """Secure top-``k`` search for ``question``."""
+        t0 = time.perf_counter()
+        cfg = self.config
+        notes: list[str] = []
+        k = clamp_k(k, cfg["n_chunks"], notes)
+        q = embed_question(self.embedder, question, notes)
+        passages = cfg["reveal"] == P.REVEAL_PASSAGES
+        with self.runtime.request() as req:
+            req.put(P.QUERY, q)
+            runs = req.run(P.SEARCH, {P.PARAM_K: k})
+            got = req.reveal_many([P.INDEX, P.SCORES, *([P.TOKENS] if passages else [])])
+        index = got[P.INDEX].astype(np.int64).reshape(-1)  # (k,) best first
+        scores = got[P.SCORES].astype(np.float64).reshape(-1)  # (k,)
+        texts = self._decode(got[P.TOKENS].astype(np.int64)) if passages else [None] * k  # tokens (k, C)
+        ids = cfg["chunk_ids"]
+        results = [Passage(ids[int(i)] if 0 <= i < len(ids) else None, round(float(s), 6), t) for i, s, t in zip(index, scores, texts)]
+        mpc_s = max(r["seconds"] for r in runs)
+        sent = max(r.get("send_bytes", 0) for r in runs)
+        return SearchResult(self.name, self.version, k, results, notes, cfg["reveal"], time.perf_counter() - t0, mpc_s, sent)
+
+    def _decode(self, tokens: np.ndarray) -> list[str]:
+        if self._tokenizer is None:
+            from ..models.tokenizer import Tokenizer
+
+            self._tokenizer = Tokenizer.from_json(self.client.nodes[0].model_tokenizer(self.name, self.version, kind=P.KB))
+        tok = self._tokenizer
+        return [tok.decode([int(t) for t in row if 0 <= t < tok.vocab_size]) for row in tokens]
+
+
 def search(client: Client, kb: str, question: str, k: int = 5, *, version: int | None = None, embedder=None) -> SearchResult:
-    """Secure top-``k`` search of ``kb`` for ``question``."""
+    """Secure top-``k`` search of ``kb`` for ``question`` (opens the KB; for many
+    searches keep a :class:`KnowledgeBase`)."""
     t0 = time.perf_counter()
-    info = show_asset(client, P.KB, kb, version)
-    cfg, name = info["config"], info[P.KB]
-    if cfg["reveal"] == P.REVEAL_NONE:
-        raise E.PermissionDenied(f"{name}'s policy reveals nothing to a search (reveal = none); use it through ask")
-    notes: list[str] = []
-    k = clamp_k(k, cfg["n_chunks"], notes)
-    if embedder is None:
-        from .embedder import Embedder
-
-        embedder = Embedder.load()
-    q = embed_question(embedder, question, notes)
-    rt = ModelRuntime.ensure(client, name, info["version"], kind=P.KB)
-    with rt.request() as req:
-        req.put(P.QUERY, q)
-        runs = req.run(P.SEARCH, {P.PARAM_K: k})
-        index = req.reveal(P.INDEX).astype(np.int64).reshape(-1)  # (k,) best first
-        scores = req.reveal(P.SCORES).astype(np.float64).reshape(-1)  # (k,)
-        tokens = req.reveal(P.TOKENS).astype(np.int64) if cfg["reveal"] == P.REVEAL_PASSAGES else None  # (k, C)
-    texts = _decode(client, name, info["version"], tokens) if tokens is not None else [None] * k
-    ids = cfg["chunk_ids"]
-    results = [Passage(ids[int(i)] if 0 <= i < len(ids) else None, round(float(s), 6), t) for i, s, t in zip(index, scores, texts)]
-    return SearchResult(
-        name,
-        info["version"],
-        k,
-        results,
-        notes,
-        cfg["reveal"],
-        time.perf_counter() - t0,
-        max(r["seconds"] for r in runs),
-        max(r.get("send_bytes", 0) for r in runs),
-    )
+    res = KnowledgeBase(client, kb, version=version, embedder=embedder).search(question, k)
+    return dataclasses.replace(res, seconds=time.perf_counter() - t0)
 
 
-def _decode(client: Client, name: str, version: int, tokens: np.ndarray) -> list[str]:
-    from ..models.tokenizer import Tokenizer
-
-    tok = Tokenizer.from_json(client.nodes[0].model_tokenizer(name, version, kind=P.KB))
-    return [tok.decode([int(t) for t in row if 0 <= t < tok.vocab_size]) for row in tokens]
-
-
-__all__ = ["Passage", "SearchResult", "clamp_k", "search"]
+__all__ = ["KnowledgeBase", "Passage", "SearchResult", "clamp_k", "search"]

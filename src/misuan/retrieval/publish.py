@@ -90,6 +90,11 @@ def embed_chunks(embedder, tok, chunks: list[Chunk], stage: Stage | None = None,
     return np.concatenate(out).astype(np.float32)
 
 
+def default_overlap(chunk_tokens: int) -> int:
+    """``OVERLAP`` tokens, at most an eighth of a chunk."""
+    return min(P.OVERLAP, chunk_tokens // 8)
+
+
 def publish_kb(
     client: Client,
     source: str | Path,
@@ -97,7 +102,7 @@ def publish_kb(
     model: str,
     *,
     chunk_tokens: int = P.CHUNK_TOKENS,
-    overlap: int = P.OVERLAP,
+    overlap: int | None = None,
     reveal: str = P.REVEAL_PASSAGES,
     embedder=None,
     stage: Stage | None = None,
@@ -107,6 +112,9 @@ def publish_kb(
     if reveal not in P.REVEAL_CHOICES:
         raise E.InvalidInput(f"--reveal must be one of {', '.join(P.REVEAL_CHOICES)}; got {reveal!r}")
     name = check_asset_name(client.model_ref(name), P.KB)
+    overlap = default_overlap(chunk_tokens) if overlap is None else overlap
+    if not 0 <= overlap < chunk_tokens:
+        raise E.InvalidInput(f"--overlap ({overlap}) must be at least 0 and below --chunk-tokens ({chunk_tokens})")
     t0 = time.perf_counter()
     tok_json = model_tokenizer(client, model)
     n_docs, chunks, tok = prepare_chunks(source, tok_json, chunk_tokens, overlap, warn)
