@@ -62,13 +62,16 @@ def compile_spec(
     *,
     weight_outputs: bool = False,
     who: str = "grantee",
+    weight_dtypes: Mapping[str, str] | None = None,
 ) -> NodeProgram:
     """Compile ``spec`` over resident weights ``weights`` (secret) and its request
     inputs (``client``/``carried`` secret, ``node`` public), with its outputs written
-    as request variables (or, for load-time programs, as weights)."""
+    as request variables (or, for load-time programs, as weights). Weights are
+    float32 unless ``weight_dtypes`` names another dtype (e.g. int32 token digits)."""
     from spu import libspu
 
-    arg_specs = [jax.ShapeDtypeStruct(weight_shapes[w], jnp.float32) for w in weights]
+    dtypes = weight_dtypes or {}
+    arg_specs = [jax.ShapeDtypeStruct(weight_shapes[w], jnp.dtype(dtypes.get(w, "float32"))) for w in weights]
     arg_specs += [jax.ShapeDtypeStruct(i.shape, jnp.dtype(i.dtype)) for i in spec.inputs]
     secret, public = libspu.Visibility.VIS_SECRET, libspu.Visibility.VIS_PUBLIC
     vis = [secret] * len(weights) + [public if i.source == "node" else secret for i in spec.inputs]
