@@ -4,11 +4,14 @@
 
 ABY3, FM64, 18 fractional bits, ``experimental_disable_mmul_split`` (the nodes' config).
 Seconds: the slowest party's ``Runtime.run`` in the in-process simulator (3 threads),
-best of ``--repeats``. Rounds/bytes (send actions/bytes of party 0) and the chosen
-program's seconds on 3 brpc processes come from ``bench/spu3.run3`` (SPU's profile).
+best of ``--repeats``; rounds/bytes (party 0's send actions/bytes) and the costliest
+ops from SPU's profile of one more run. ``chosen_3proc``: the chosen program on 3 brpc
+processes (``bench/spu3.run3``). The machine is shared: ``loadavg_*`` says how loaded.
 Variants: ``chosen`` (retrieval.specs.search_spec), ``eq_onehot`` (a (k, N) one-hot
 from k N equality tests), ``unpacked`` (fetch 2C int columns, no packing),
-``argsort`` (a full secret sort instead of top_k), ``scores_right`` (q @ emb.T).
+``twostage`` (select a block of M rows by the high digit, then a row by the low one:
+no (k, N) one-hot), ``argsort`` (a full secret sort instead of top_k),
+``scores_right`` (q @ emb.T).
 """
 
 from __future__ import annotations
@@ -180,13 +183,29 @@ def bench_size(n: int, names: list[str], repeats: int, procs: bool) -> dict:
     return res
 
 
+def bench_context(k: int, c: int, repeats: int) -> dict:
+    """``context_rows`` for k chunks of c tokens (V = 49,152): digit equalities + outer product."""
+    from misuan.retrieval import specs
+    from misuan.secure.onehot import digit_base
+
+    _, base = digit_base(VOCAB)
+    ids = np.random.default_rng(1).integers(0, VOCAB, (k, c))
+    hi, lo = (ids // base).astype(np.int32), (ids % base).astype(np.int32)
+    hi[:, -3:], lo[:, -3:] = -1, -1
+    sec, out, prof = run_sim(lambda h, lo_: specs.context_rows(h, lo_, VOCAB), [hi, lo], repeats)
+    return {"seconds": round(sec, 4), "ok": bool(out[2]), **prof}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    ap.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000])
     ap.add_argument(
-        "--variants", nargs="+", default=["chosen", "eq_onehot", "unpacked", "argsort", "scores_left", "scores_right", "topk_sorted"]
+        "--variants",
+        nargs="+",
+        default=["chosen", "eq_onehot", "unpacked", "twostage", "argsort", "scores_left", "scores_right", "topk_sorted"],
     )
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--context", nargs="*", default=["2x64", "5x128"], help="context_rows shapes kxC")
     ap.add_argument("--no-procs", action="store_true", help="skip the 3-process run (rounds/bytes)")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "retrieval_sim.json"))
     a = ap.parse_args()
@@ -202,6 +221,11 @@ def main() -> None:
     }
     for n in a.sizes:
         result["sizes"][str(n)] = bench_size(n, a.variants, a.repeats, not a.no_procs)
+    result["context_rows"] = {}
+    for shape in a.context:
+        kk, cc = map(int, shape.split("x"))
+        result["context_rows"][shape] = bench_context(kk, cc, a.repeats)
+        print("context_rows", shape, result["context_rows"][shape], flush=True)
     result["loadavg_end"] = os.getloadavg()  # the machine is shared: a high load inflates every number
     parts = []
     for n, r in result["sizes"].items():

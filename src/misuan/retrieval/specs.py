@@ -22,12 +22,21 @@ The search program, per query:
 2. ``jax.lax.top_k`` (SPU's QuickSelectTopk: a secret shuffle, then comparison bits
    revealed on the shuffled copy only). It returns the top-k *set*, not sorted: the
    k values are ranked by k^2 secret comparisons (ties broken by position) and
-   permuted with a secret (k, k) one-hot;
+   permuted with a secret (k, k) one-hot (equal scores: top_k's tie-break is random,
+   so the order among exact ties may differ from the plaintext twin's);
 3. the secret indices become a (k, N) one-hot through two digits ``idx = a M + b``
    (``M = ceil(sqrt N)``): ``a``'s one-hot from ``idx >= j M`` (``N / M`` comparisons),
    ``b``'s from ``b >= j`` (``M``), and their outer product (one round of ``k N``
    integer products) -- ``k (N / M + M)`` comparisons instead of ``k N`` equality tests;
 4. ``onehot @ tok`` fetches the packed digits; unpacking is a secret shift and mask.
+
+Measured (simulator, ABY3/FM64/18 bits, 2 shared cores; party 0's bytes per query, see
+``bench/results/retrieval_sim.json``): N = 10k 1.7 MB / ~200 rounds, N = 100k 20.5 MB /
+~190 rounds (the rounds are mostly quick-select's, and vary with its random pivots);
+a (k, N) one-hot from ``k N`` equality tests instead: 9.0 MB at 10k, 82.8 MB at 100k;
+a full ``jnp.argsort``: 43.7 MB / ~1,400 rounds at 10k. Time is the two products'
+local ring work (scores 100k x 384: ~0.24 s; fetch of 86 columns: ~0.25-0.65 s) and
+top_k (~0.2 s at 100k) on a quiet machine.
 
 Leaks (public by design): N, D, C, k, the vocabulary size; the shuffled
 quick-select reveals comparison outcomes on a secretly permuted copy only.
