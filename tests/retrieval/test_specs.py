@@ -121,7 +121,7 @@ def test_context_rows_match_plaintext():
     [
         lambda h, lo: (h, lo.__setitem__((0, 0), P.PAD_DIGIT)),  # a hi digit without a lo digit
         lambda h, lo: (h.__setitem__((1, 0), 221), lo.__setitem__((1, 0), 221)),  # id 49,283 >= V
-        lambda h, lo: (h.__setitem__((0, 1), 400), None),  # digit out of range, lo present
+        lambda h, lo: (h.__setitem__((0, 1), 400), lo.__setitem__((0, 1), 221)),  # clamped to 221: id >= V
     ],
 )
 def test_forged_rows_refused(forge):
