@@ -121,7 +121,7 @@ def test_context_rows_match_plaintext():
     [
         lambda h, lo: (h, lo.__setitem__((0, 0), P.PAD_DIGIT)),  # a hi digit without a lo digit
         lambda h, lo: (h.__setitem__((1, 0), 221), lo.__setitem__((1, 0), 221)),  # id 49,283 >= V
-        lambda h, lo: (h.__setitem__((0, 1), 400), None),  # digit out of range, lo present
+        lambda h, lo: (h.__setitem__((0, 1), 400), lo.__setitem__((0, 1), 221)),  # clamped to 221: id >= V
     ],
 )
 def test_forged_rows_refused(forge):
@@ -132,3 +132,16 @@ def test_forged_rows_refused(forge):
     rows, real, ok = _rows(ctx_hi, ctx_lo)
     assert not bool(ok) and not plain.context_rows_plain(ctx_hi, ctx_lo, VOCAB)[2]
     assert set(np.unique(rows)) <= {0, 1} and np.all(rows.sum(1) <= 1)  # never more than a one-hot
+
+
+def test_programs_compile_with_int_weights():
+    from misuan.node.programs import compile_spec
+
+    shapes = specs.resident_shapes(N, D, C, VOCAB)
+    dtypes = specs.weight_dtypes()
+    layout = compile_spec(
+        "kb.layout", specs.layout_spec(C, VOCAB), shapes, (P.HI, P.LO), weight_outputs=True, who="node", weight_dtypes=dtypes
+    )
+    search = compile_spec(P.SEARCH, specs.search_spec(N, D, C, K, VOCAB, P.REVEAL_IDS), shapes, specs.RESIDENT, weight_dtypes=dtypes)
+    assert search.client_inputs == (P.QUERY,) and search.revealable == (P.INDEX, P.SCORES)
+    assert layout.program.out_shapes[0] == ((N, specs.packed_width(C, VOCAB)), "int32")

@@ -28,7 +28,8 @@ def search_plain(emb: np.ndarray, hi: np.ndarray, lo: np.ndarray, q: np.ndarray,
 def context_rows_plain(ctx_hi: np.ndarray, ctx_lo: np.ndarray, vocab: int) -> tuple[np.ndarray, np.ndarray, bool]:
     """Twin of ``specs.context_rows``: (rows (kC, V), real (kC,), ok)."""
     n_hi, base = digit_base(vocab)
-    h, lo = np.asarray(ctx_hi).reshape(-1), np.asarray(ctx_lo).reshape(-1)
+    h = np.clip(np.asarray(ctx_hi).reshape(-1), -1, n_hi - 1)  # out-of-range digits clamp, as in MPC
+    lo = np.clip(np.asarray(ctx_lo).reshape(-1), -1, base - 1)
     hi_oh = (h[:, None] == np.arange(n_hi)[None, :]).astype(np.int64)
     lo_oh = (lo[:, None] == np.arange(base)[None, :]).astype(np.int64)
     rows = (hi_oh[:, :, None] * lo_oh[:, None, :]).reshape(h.shape[0], -1)[:, :vocab]

@@ -22,12 +22,21 @@ The search program, per query:
 2. ``jax.lax.top_k`` (SPU's QuickSelectTopk: a secret shuffle, then comparison bits
    revealed on the shuffled copy only). It returns the top-k *set*, not sorted: the
    k values are ranked by k^2 secret comparisons (ties broken by position) and
-   permuted with a secret (k, k) one-hot;
+   permuted with a secret (k, k) one-hot (equal scores: top_k's tie-break is random,
+   so the order among exact ties may differ from the plaintext twin's);
 3. the secret indices become a (k, N) one-hot through two digits ``idx = a M + b``
    (``M = ceil(sqrt N)``): ``a``'s one-hot from ``idx >= j M`` (``N / M`` comparisons),
    ``b``'s from ``b >= j`` (``M``), and their outer product (one round of ``k N``
    integer products) -- ``k (N / M + M)`` comparisons instead of ``k N`` equality tests;
 4. ``onehot @ tok`` fetches the packed digits; unpacking is a secret shift and mask.
+
+Measured (simulator, ABY3/FM64/18 bits, 2 shared cores; party 0's bytes per query, see
+``bench/results/retrieval_sim.json``): N = 10k 1.7 MB / ~200 rounds, N = 100k 20.5 MB /
+~190 rounds (the rounds are mostly quick-select's, and vary with its random pivots);
+a (k, N) one-hot from ``k N`` equality tests instead: 9.0 MB at 10k, 82.8 MB at 100k;
+a full ``jnp.argsort``: 43.7 MB / ~1,400 rounds at 10k. Time is the two products'
+local ring work (scores 100k x 384: ~0.24 s; fetch of 86 columns: ~0.25-0.65 s) and
+top_k (~0.2 s at 100k) on a quiet machine.
 
 Leaks (public by design): N, D, C, k, the vocabulary size; the shuffled
 quick-select reveals comparison outcomes on a secretly permuted copy only.
@@ -178,16 +187,19 @@ def search_spec(N: int, D: int, C: int, k: int, vocab: int, reveal: str) -> Prog
 def context_rows(ctx_hi: jax.Array, ctx_lo: jax.Array, vocab: int) -> tuple[jax.Array, jax.Array, jax.Array]:
     """Fetched digits ``(k, C)`` -> ``(rows (k C, V) int, real (k C,) int, ok () bool)``.
 
-    Each digit's one-hot is an equality test against ``arange`` (``n_hi + B`` tests per
-    token, ~450 for V = 49,152, instead of V): 0/1 with at most one 1 by
-    construction, a zero row for padding (-1) or any out-of-range digit. The row is
-    their outer product (one round of ``k C V`` integer products). ``ok`` holds
-    exactly when every row is a token's one-hot (``real = 1``) or zero (``real = 0``):
-    both digits present or both absent, and the id below V."""
+    Each digit's one-hot comes from comparisons ``d + 1 >= j`` (``n_hi + B`` per token,
+    ~450 for V = 49,152, instead of V equality tests), differenced in the arithmetic
+    domain: 0/1 with exactly one 1 by construction; the column of ``d + 1 = 0`` (padding,
+    -1) is dropped, so padding gives a zero row; digits out of range are clamped into
+    ``[-1, n)``. The row is their outer product (one round of ``k C V`` integer
+    products). The one-hots must be arithmetic before that product: straight from an
+    equality test (boolean shares) it cost 1.26 GB instead of 54 MB for 2 x 64 tokens.
+    ``ok`` holds exactly when every row is a token's one-hot (``real = 1``) or zero
+    (``real = 0``): both digits present or both absent, and the id below V."""
     n_hi, base = digit_base(vocab)
     h, lo = ctx_hi.reshape(-1), ctx_lo.reshape(-1)  # (kC,)
-    hi_oh = (h[:, None] == jnp.arange(n_hi, dtype=jnp.int32)[None, :]).astype(jnp.int32)  # (kC, n_hi)
-    lo_oh = (lo[:, None] == jnp.arange(base, dtype=jnp.int32)[None, :]).astype(jnp.int32)  # (kC, B)
+    hi_oh = _steps_onehot(h + 1, n_hi + 1, 1)[0][:, 1:]  # (kC, n_hi) arithmetic 0/1
+    lo_oh = _steps_onehot(lo + 1, base + 1, 1)[0][:, 1:]  # (kC, B)
     rows = (hi_oh[:, :, None] * lo_oh[:, None, :]).reshape(h.shape[0], -1)[:, :vocab]  # (kC, V)
     real = jnp.sum(hi_oh, axis=-1)  # (kC,) 0/1 by construction
     zero = jnp.concatenate([jnp.sum(lo_oh, axis=-1) - real, jnp.sum(rows, axis=-1) - real])
