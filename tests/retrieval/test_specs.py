@@ -98,20 +98,36 @@ def test_index_onehot_and_rank_sort():
     np.testing.assert_array_equal(si, [11, 14, 10, 12, 13])
 
 
-def _rows(hi, lo):
-    return simulate(lambda h, lo_: specs.context_rows(h, lo_, VOCAB), hi, lo)
+def _prompt(ctx_hi, ctx_lo):
+    """A client prompt of T = W + 3 slots: the window first, then 3 client tokens (right-aligned)."""
+    from misuan.secure.onehot import token_digits
+
+    W = ctx_hi.size
+    return token_digits([0] * W + [17, 49_000, 5], W + 3, VOCAB), W
+
+
+def _rows(ctx_hi, ctx_lo, client=None):
+    from misuan.secure.onehot import context_onehot_rows
+
+    (hi, lo), W = _prompt(ctx_hi, ctx_lo)
+    hi[:W], lo[:W] = 0, 0
+    if client is not None:
+        client(hi, lo)
+    fn = lambda h, lo_, ch, cl: context_onehot_rows(h, lo_, ch, cl, VOCAB, 0)  # noqa: E731
+    sec = simulate(fn, hi, lo, ctx_hi, ctx_lo)
+    ref = fn(jnp.asarray(hi), jnp.asarray(lo), jnp.asarray(ctx_hi), jnp.asarray(ctx_lo))  # the plaintext twin
+    return sec, tuple(np.asarray(r) for r in ref)
 
 
 def test_context_rows_match_plaintext():
     _, hi, lo = _kb()
     ctx_hi, ctx_lo = hi[[3, 9]], lo[[3, 9]]  # (2, C) with padding
-    rows, real, ok = _rows(ctx_hi, ctx_lo)
-    ref_rows, ref_real, ref_ok = plain.context_rows_plain(ctx_hi, ctx_lo, VOCAB)
-    assert bool(ok) and ref_ok
+    (rows, real, ok), (ref_rows, ref_real, ref_ok) = _rows(ctx_hi, ctx_lo)
+    assert bool(ok) and bool(ref_ok)
     np.testing.assert_array_equal(rows, ref_rows)
     np.testing.assert_array_equal(real, ref_real)
     _, base = digit_base(VOCAB)
-    ids = (ctx_hi * base + ctx_lo).reshape(-1)
+    ids = np.concatenate([(ctx_hi * base + ctx_lo).reshape(-1), [17, 49_000, 5]])
     np.testing.assert_array_equal(np.argmax(rows, 1)[real == 1], ids[real == 1])
     assert rows.sum() == real.sum() and (ctx_hi < 0).any()
 
@@ -129,9 +145,23 @@ def test_forged_rows_refused(forge):
     ctx_hi, ctx_lo = hi[[3, 9]].copy(), lo[[3, 9]].copy()
     ctx_hi[:, :2], ctx_lo[:, :2] = 5, 6  # real tokens in the forged slots
     forge(ctx_hi, ctx_lo)
-    rows, real, ok = _rows(ctx_hi, ctx_lo)
-    assert not bool(ok) and not plain.context_rows_plain(ctx_hi, ctx_lo, VOCAB)[2]
+    (rows, real, ok), (_, _, ref_ok) = _rows(ctx_hi, ctx_lo)
+    assert not bool(ok) and not bool(ref_ok)
     assert set(np.unique(rows)) <= {0, 1} and np.all(rows.sum(1) <= 1)  # never more than a one-hot
+
+
+def test_a_client_digit_in_the_window_is_refused():
+    """The client cannot cancel (hence probe) a fetched token: any client digit inside
+    the window fails the check, even one that would leave a valid one-hot."""
+    _, hi, lo = _kb()
+    ctx_hi, ctx_lo = hi[[3, 9]].copy(), lo[[3, 9]].copy()
+    ctx_hi[0, 0], ctx_lo[0, 0] = 5, 6
+
+    def cancel(h, lo_):  # -e_5 +e_7: the row would still be one token
+        h[0, 5], h[0, 7] = -1, 1
+
+    (_, _, ok), (_, _, ref_ok) = _rows(ctx_hi, ctx_lo, cancel)
+    assert not bool(ok) and not bool(ref_ok)
 
 
 def test_programs_compile_with_int_weights():

@@ -1,4 +1,5 @@
-"""Plaintext twins of :mod:`.specs`: fp32 cosine top-k and the context one-hot rows."""
+"""Plaintext twin of :mod:`.specs`: fp32 cosine top-k (the RAG context rows' twin is the
+same function of :mod:`misuan.secure.onehot` run in the clear, as for prompt rows)."""
 
 from __future__ import annotations
 
@@ -23,16 +24,3 @@ def search_plain(emb: np.ndarray, hi: np.ndarray, lo: np.ndarray, q: np.ndarray,
         P.CTX_HI: h,
         P.CTX_LO: lo_,
     }
-
-
-def context_rows_plain(ctx_hi: np.ndarray, ctx_lo: np.ndarray, vocab: int) -> tuple[np.ndarray, np.ndarray, bool]:
-    """Twin of ``specs.context_rows``: (rows (kC, V), real (kC,), ok)."""
-    n_hi, base = digit_base(vocab)
-    h = np.clip(np.asarray(ctx_hi).reshape(-1), -1, n_hi - 1)  # out-of-range digits clamp, as in MPC
-    lo = np.clip(np.asarray(ctx_lo).reshape(-1), -1, base - 1)
-    hi_oh = (h[:, None] == np.arange(n_hi)[None, :]).astype(np.int64)
-    lo_oh = (lo[:, None] == np.arange(base)[None, :]).astype(np.int64)
-    rows = (hi_oh[:, :, None] * lo_oh[:, None, :]).reshape(h.shape[0], -1)[:, :vocab]
-    real = hi_oh.sum(-1)
-    ok = bool(np.all(lo_oh.sum(-1) == real) and np.all(rows.sum(-1) == real))
-    return rows, real, ok

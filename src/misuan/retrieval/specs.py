@@ -51,7 +51,7 @@ import jax.numpy as jnp
 
 from ..node.programs import Input, ProgramSpec
 from ..secure import ops as secure_ops
-from ..secure.onehot import digit_base
+from ..secure.onehot import digit_base, steps_onehot
 from . import protocol as P
 
 #: the resident packed token digits (built at load from ``hi``/``lo`` by ``layout_spec``)
@@ -140,23 +140,12 @@ def rank_sort(vals: jax.Array, idx: jax.Array) -> tuple[jax.Array, jax.Array]:
     return perm.astype(vals.dtype) @ vals, perm @ idx.astype(jnp.int32)
 
 
-def _steps_onehot(x: jax.Array, n: int, step: int) -> tuple[jax.Array, jax.Array]:
-    """``x (k,)`` secret ints in ``[0, n step)`` -> (one-hot of ``x // step`` (k, n),
-    ``x // step`` (k,)), from ``n - 1`` comparisons ``x >= j step``."""
-    if n == 1:
-        return jnp.ones((x.shape[0], 1), jnp.int32), jnp.zeros_like(x)
-    thresholds = jnp.arange(1, n, dtype=jnp.int32) * step  # (n - 1,) public
-    ge = (x[:, None] >= thresholds[None, :]).astype(jnp.int32)  # (k, n - 1) secret
-    onehot = jnp.concatenate([1 - ge[:, :1], ge[:, :-1] - ge[:, 1:], ge[:, -1:]], axis=1)  # (k, n)
-    return onehot, jnp.sum(ge, axis=1)
-
-
 def index_onehot(idx: jax.Array, n: int) -> jax.Array:
     """``idx (k,)`` secret ints in ``[0, n)`` -> (k, n) int one-hot, via two digits."""
     base = math.isqrt(n - 1) + 1 if n > 1 else 1
     n_a = -(-n // base)
-    a_oh, a = _steps_onehot(idx, n_a, base)  # (k, n_a)
-    b_oh, _ = _steps_onehot(idx - a * base, base, 1)  # (k, base)
+    a_oh, a = steps_onehot(idx, n_a, base)  # (k, n_a)
+    b_oh, _ = steps_onehot(idx - a * base, base, 1)  # (k, base)
     return (a_oh[:, :, None] * b_oh[:, None, :]).reshape(idx.shape[0], -1)[:, :n]  # (k, n)
 
 
@@ -182,25 +171,3 @@ def search_spec(N: int, D: int, C: int, k: int, vocab: int, reveal: str) -> Prog
         return search(emb, tok, q, k=k, C=C, vocab=vocab)
 
     return ProgramSpec(program, (Input(P.QUERY, (1, D)),), OUTPUTS, REVEALABLE[reveal])
-
-
-def context_rows(ctx_hi: jax.Array, ctx_lo: jax.Array, vocab: int) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Fetched digits ``(k, C)`` -> ``(rows (k C, V) int, real (k C,) int, ok () bool)``.
-
-    Each digit's one-hot comes from comparisons ``d + 1 >= j`` (``n_hi + B`` per token,
-    ~450 for V = 49,152, instead of V equality tests), differenced in the arithmetic
-    domain: 0/1 with exactly one 1 by construction; the column of ``d + 1 = 0`` (padding,
-    -1) is dropped, so padding gives a zero row; digits out of range are clamped into
-    ``[-1, n)``. The row is their outer product (one round of ``k C V`` integer
-    products). The one-hots must be arithmetic before that product: straight from an
-    equality test (boolean shares) it cost 1.26 GB instead of 54 MB for 2 x 64 tokens.
-    ``ok`` holds exactly when every row is a token's one-hot (``real = 1``) or zero
-    (``real = 0``): both digits present or both absent, and the id below V."""
-    n_hi, base = digit_base(vocab)
-    h, lo = ctx_hi.reshape(-1), ctx_lo.reshape(-1)  # (kC,)
-    hi_oh = _steps_onehot(h + 1, n_hi + 1, 1)[0][:, 1:]  # (kC, n_hi) arithmetic 0/1
-    lo_oh = _steps_onehot(lo + 1, base + 1, 1)[0][:, 1:]  # (kC, B)
-    rows = (hi_oh[:, :, None] * lo_oh[:, None, :]).reshape(h.shape[0], -1)[:, :vocab]  # (kC, V)
-    real = jnp.sum(hi_oh, axis=-1)  # (kC,) 0/1 by construction
-    zero = jnp.concatenate([jnp.sum(lo_oh, axis=-1) - real, jnp.sum(rows, axis=-1) - real])
-    return rows, real, jnp.all(zero == 0)
