@@ -143,27 +143,24 @@ def after_decode(run: RunContext, step: int) -> None:
     run.state.values["step"] = step
 
 
+#: what every prefill shares: sampling settings, the noise, the state it leaves for decode, the prompt upload
+_PREFILL_HOOKS = dict(
+    settings=frozenset(P.SAMPLING_KEYS),
+    check_settings=check_sampling,
+    node_values=prefill_values,
+    after_run=after_prefill,
+    uploads=P.CLIENT_INPUTS,
+)
+
 PROGRAMS = (
     ProgramDef(
-        P.PREFILL,
-        frozenset({P.PARAM_T, P.PARAM_S}),
-        build_prefill,
-        settings=frozenset(P.SAMPLING_KEYS),
-        check_settings=check_sampling,
-        node_values=prefill_values,
-        after_run=after_prefill,
-        uploads=P.CLIENT_INPUTS,
-        check_failed="each prompt row must be one token",
+        P.PREFILL, frozenset({P.PARAM_T, P.PARAM_S}), build_prefill, **_PREFILL_HOOKS, check_failed="each prompt row must be one token"
     ),
     ProgramDef(
         P.CONTEXT_PREFILL,
         frozenset({P.PARAM_T, P.PARAM_S, P.PARAM_K, P.PARAM_C, P.PARAM_A}),
         build_context_prefill,
-        settings=frozenset(P.SAMPLING_KEYS),
-        check_settings=check_sampling,
-        node_values=prefill_values,
-        after_run=after_prefill,
-        uploads=P.CLIENT_INPUTS,
+        **_PREFILL_HOOKS,
         imports=(P.CTX_HI, P.CTX_LO),
         check_failed="each prompt row must be one token, the context window empty",
     ),

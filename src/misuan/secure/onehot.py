@@ -130,18 +130,22 @@ def context_onehot_rows(
     (padding) are masked like any padding slot."""
     n_hi, base = hi.shape[1], lo.shape[1]
     W = ctx_hi.size
-    win = slice(start, start + W)
+    end = start + W
     ch, cl = digit_onehots(ctx_hi.reshape(-1), ctx_lo.reshape(-1), n_hi, base)  # (W, n_hi), (W, B) secret
+
+    def fill(x, window):  # x with rows [start, end) replaced: slices and a concatenation, local (no scatter)
+        return jnp.concatenate([x[:start], window, x[end:]], axis=0)
+
     client_real = jnp.sum(lo, axis=-1)  # (T,) secret
-    seen = client_real.at[win].set(1)  # (T,) the window counts as real for the suffix check
-    all_hi = hi.at[win].add(ch)  # (T, n_hi) secret
-    all_lo = lo.at[win].add(cl)  # (T, B) secret
+    seen = fill(client_real, jnp.ones((W,), client_real.dtype))  # (T,) the window counts as real for the suffix check
+    all_hi = fill(hi, hi[start:end] + ch)  # (T, n_hi) secret
+    all_lo = fill(lo, lo[start:end] + cl)  # (T, B) secret
     real = jnp.sum(all_lo, axis=-1)  # (T,) secret
     rows = (all_hi[:, :, None] * all_lo[:, None, :]).reshape(hi.shape[0], -1)[:, :vocab]  # (T, V) secret, exact in the ring
     zero = [
         (hi * (hi - 1)).reshape(-1),  # client digits are binary (so non-negative)...
         (lo * (lo - 1)).reshape(-1),
-        jnp.sum(hi[win]).reshape(1) + jnp.sum(lo[win]).reshape(1),  # ... and zero in the window
+        jnp.sum(hi[start:end]).reshape(1) + jnp.sum(lo[start:end]).reshape(1),  # ... and zero in the window
         jnp.sum(all_hi, axis=-1) - real,  # one hi digit iff one lo digit, every row
         client_real * (client_real - 1),  # at most one per client row
         seen[:-1] * (1 - seen[1:]),  # client rows + window are a suffix
