@@ -455,6 +455,7 @@ def main() -> None:
     ap.add_argument("--skip", default="", help="comma list of: search,sim,cli,agree,ask")
     ap.add_argument("--tiny", action="store_true", help="development sizes and the tiny test model")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "retrieval.json"))
+    ap.add_argument("--merge", default=None, help="an earlier result JSON whose parts this run skips (kept, with its args and load)")
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     out = Path(args.out)
@@ -479,6 +480,10 @@ def main() -> None:
         "setup": f"3 node processes on loopback, ABY3, FM64, 18 fractional bits; top-{K}; model {Path(model_path).name}",
         "args": vars(args),
     }
+    if args.merge:
+        prev = json.loads(Path(args.merge).read_text())
+        keep = {k: prev[k] for k in ("model_publish_s", "search", "cli_search", "agreement", "ask", "simulator") if k in prev}
+        result = {**keep, **result, "earlier_run": {k: prev.get(k) for k in ("args", "loadavg_start", "loadavg_end")}}
     t_all = time.perf_counter()
     texts = stdlib_docstrings(args.agree_docs + args.agree_queries + 50)
     embedder = Embedder.load()

@@ -149,6 +149,11 @@ def test_no_api_returns_a_stored_share(client3, hosted, tiny_dir, tmp_path):
         "/v1/datasets",
         "/v1/datasets/{name}",  # metadata (owner, name, hash, size), never rows
         "/v1/health",
+        "/v1/kbs",  # knowledge bases: public records (sizes, policy, chunk ids), never rows
+        "/v1/kbs/{owner}/{name}",
+        "/v1/kbs/{owner}/{name}/runtime",
+        "/v1/kbs/{owner}/{name}/runtime/{rid}/requests/{req_id}/vars/{var}",  # a search's declared outputs
+        "/v1/kbs/{owner}/{name}/tokenizer",
         "/v1/models",
         "/v1/models/{owner}/{name}",
         "/v1/models/{owner}/{name}/runtime",
