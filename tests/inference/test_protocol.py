@@ -22,8 +22,9 @@ def _programs():
 
 def test_the_node_declares_exactly_what_the_edge_uploads_and_reads():
     progs = _programs()
-    assert set(progs) == {P.PREFILL, P.DECODE}
-    assert progs[P.PREFILL].uploads == P.CLIENT_INPUTS and progs[P.DECODE].uploads == ()
+    assert set(progs) == {P.PREFILL, P.CONTEXT_PREFILL, P.DECODE}
+    assert progs[P.PREFILL].uploads == progs[P.CONTEXT_PREFILL].uploads == P.CLIENT_INPUTS and progs[P.DECODE].uploads == ()
+    assert progs[P.CONTEXT_PREFILL].imports == (P.CTX_HI, P.CTX_LO) and not progs[P.PREFILL].imports
     assert progs[P.PREFILL].settings == frozenset(P.SAMPLING_KEYS)
     assert progs[P.DECODE].follows == P.PREFILL
     config = {f.name: getattr(CFG, f.name) for f in dataclasses.fields(CFG)}
@@ -45,3 +46,8 @@ def test_the_node_declares_exactly_what_the_edge_uploads_and_reads():
     assert made == {P.GUMBEL, P.COS, P.SIN}
     outs = {n.rsplit(":", 1)[-1] for n in prefill.program.output_names}
     assert set(decode.carried_inputs) <= outs and set(decode.carried_inputs) == {P.TOKEN, P.KEYS, P.VALUES, P.MASK}
+    # the context prefill: the same uploads and outputs; its context comes only by import, never upload
+    ctx = progs[P.CONTEXT_PREFILL].build(param_shapes(CFG), config, {P.PARAM_T: 32, P.PARAM_S: S, P.PARAM_K: 2, P.PARAM_C: 4, P.PARAM_A: 8})
+    assert ctx.client_inputs == P.CLIENT_INPUTS and ctx.revealable == (P.TOKEN_ID,) and ctx.check == P.PROMPT_OK
+    assert set(ctx.carried_inputs) == {P.CTX_HI, P.CTX_LO}
+    assert {n.rsplit(":", 1)[-1] for n in ctx.program.output_names} == outs
