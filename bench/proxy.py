@@ -141,7 +141,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         tiny = save_hf(Path(tmp) / "tiny", make_llama(seed=11, tie=False))
-        plain = plain_overhead(tiny, 96, 7)
+        plain = plain_overhead(tiny, 64, 7)
         print(f"plaintext backend: {plain}", flush=True)
     with tempfile.TemporaryDirectory() as tmp, local_cluster(3, dir=Path(tmp) / "c") as lc:
         client = lc.client()
