@@ -94,6 +94,10 @@ def test_api_key_bad_missing_and_good(client3, proxy_model):
         for key in ("wrong", None):
             headers = {"authorization": f"Bearer {key}"} if key else {}
             assert _error(httpx.get(f"{url}/models", headers=headers), 401)["code"] == "invalid_api_key"
+            health = httpx.get(f"{url.removesuffix('/v1')}/health", headers=headers)  # it names the models that run
+            assert _error(health, 401)["code"] == "invalid_api_key"
+        good = {"authorization": "Bearer s3cret"}
+        assert httpx.get(f"{url.removesuffix('/v1')}/health", headers=good).json()["ok"] is True
         with pytest.raises(openai.AuthenticationError):
             openai.OpenAI(base_url=url, api_key="wrong", max_retries=0).models.list()
         assert proxy_model in [m.id for m in openai.OpenAI(base_url=url, api_key="s3cret").models.list()]

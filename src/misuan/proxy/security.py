@@ -31,7 +31,8 @@ class FrontDoor:
         cors = origin is not None and origin in self.settings.cors_origins
         if scope["method"] == "OPTIONS" and "access-control-request-method" in headers:
             return await self._preflight(headers, cors)(scope, receive, send)
-        if scope["path"].startswith("/v1/") and not self._key_ok(headers.get("authorization")):
+        guarded = scope["path"].startswith("/v1/") or scope["path"] == "/health"  # /health names the models that run
+        if guarded and not self._key_ok(headers.get("authorization")):
             err = ApiError(401, "Incorrect API key provided.", code="invalid_api_key")
             return await err.response()(scope, receive, send)
         if not cors:
